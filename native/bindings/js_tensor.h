@@ -1,0 +1,29 @@
+// Bridging tensors between JS and native WITHOUT copies.
+//   JS tensor object: { dtype: 'F32'|'F16'|'BF16'|'I32'|'I64'|'U8', shape: number[], data: ArrayBuffer | TypedArray | Buffer }
+// tensor_from_js() returns a dbcore::Tensor whose data pointer is the JS buffer's own memory.
+// new_js_tensor() allocates a JS-owned ArrayBuffer and returns both the JS object and a Tensor over it, so
+// native code writes results straight into memory that JS owns (no finalizer, no dangling pointer).
+#pragma once
+#include <napi.h>
+
+#include "core/tensor.h"
+
+namespace dbcore::js {
+
+// `what` names the argument in error messages ("a", "weight", …). Throws dbcore::Error (EINVAL/ESHAPE/EDTYPE).
+Tensor tensor_from_js(const Napi::Value& value, const char* what);
+// Same, with the expected dtype and rank checked (rank -1: any).
+Tensor tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* what, DType dtype, int rank = -1);
+
+struct JsTensor {
+  Napi::Object object;
+  Tensor tensor;
+};
+JsTensor new_js_tensor(Napi::Env env, DType dtype, const Shape& shape);
+
+// Reads optional fields of an options object (arguments[index]); missing or undefined gives the fallback.
+double number_option(const Napi::CallbackInfo& info, size_t index, const char* key, double fallback);
+bool bool_option(const Napi::CallbackInfo& info, size_t index, const char* key, bool fallback);
+int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* what);
+
+}  // namespace dbcore::js

@@ -1,0 +1,65 @@
+// Device discovery, memory and copies.
+#include "common.cuh"
+#include "cuda_backend.h"
+
+namespace dbcore::cuda {
+
+DeviceInfo query_device(int ordinal) {
+  DeviceInfo info;
+  cudaRuntimeGetVersion(&info.runtime_version);
+  if (cudaDriverGetVersion(&info.driver_version) != cudaSuccess || info.driver_version == 0) {
+    info.reason = "no NVIDIA driver found";
+    return info;
+  }
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    info.reason = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
+    cudaGetLastError();
+    return info;
+  }
+  if (ordinal >= count) {
+    info.reason = count == 0 ? "no CUDA device present" : format("device %d requested, %d present", ordinal, count);
+    return info;
+  }
+  cudaDeviceProp prop;
+  DBCORE_CUDA_CHECK(cudaGetDeviceProperties(&prop, ordinal));
+  info.name = prop.name;
+  info.compute_major = prop.major;
+  info.compute_minor = prop.minor;
+  if (prop.major < 7 || (prop.major == 7 && prop.minor < 5)) {
+    info.reason = format("%s has compute capability %d.%d; dbcore needs 7.5 (Turing) or newer", prop.name,
+                         prop.major, prop.minor);
+    return info;
+  }
+  DBCORE_CUDA_CHECK(cudaSetDevice(ordinal));
+  DBCORE_CUDA_CHECK(cudaMemGetInfo(&info.free_memory, &info.total_memory));
+  info.available = true;
+  return info;
+}
+
+void* device_alloc(size_t bytes) {
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw Error("ENOMEM", format("cudaMalloc of %zu bytes failed: %s", bytes, cudaGetErrorString(err)));
+  }
+  return p;
+}
+
+void device_free(void* ptr) {
+  if (ptr) cudaFree(ptr);
+}
+
+void copy_to_device(void* dst, const void* src, size_t bytes) {
+  DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_to_host(void* dst, const void* src, size_t bytes) {
+  DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void synchronize() { DBCORE_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+}  // namespace dbcore::cuda

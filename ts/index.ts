@@ -1,0 +1,2 @@
+/** Public API of the dbcore package. */
+export { DbcoreError } from './util/errors';
