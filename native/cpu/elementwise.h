@@ -1,0 +1,33 @@
+// Data movement and elementwise ops the networks need between layers.
+// Dimension letters: N batch, C channels, H W spatial, HW = H·W.
+// Accumulation: written (=) unless the name says add/accumulate.
+#pragma once
+#include <cstdint>
+
+namespace dbcore::cpu {
+
+void add(float* out, const float* a, const float* b, int64_t n);                 // out = a + b (out may alias)
+void add_inplace(float* acc, const float* x, int64_t n);                          // acc += x
+void axpby(float* out, float alpha, const float* a, float beta, const float* b, int64_t n);  // out = αa + βb
+void scale_inplace(float* x, float s, int64_t n);                                 // x *= s
+
+// Time-embedding injection (ref: diffusers ResnetBlock2D): x (N, C, HW) += bias (N, C) broadcast over HW.
+void add_channel_bias(float* x, const float* bias, int N, int C, int HW);
+// Its backward: dbias (N, C) = Σ_HW dout (N, C, HW).
+void sum_over_hw(float* dbias, const float* dout, int N, int C, int HW);
+
+// (N, C, HW) ↔ (N, HW, C) (Transformer2DModel's reshape); each is the other's backward.
+void nchw_to_nhwc(float* out, const float* inp, int N, int C, int HW);
+void nhwc_to_nchw(float* out, const float* inp, int N, int C, int HW);
+
+// Nearest-neighbour 2x upsampling (ref: diffusers Upsample2D, F.interpolate nearest): inp (N, C, H, W) →
+// out (N, C, 2H, 2W); backward sums each 2x2 block of dout.
+void upsample_nearest2x_forward(float* out, const float* inp, int N, int C, int H, int W);
+void upsample_nearest2x_backward(float* dinp, const float* dout, int N, int C, int H, int W);
+
+// Channel concatenation (the UNet's skip connections): out (N, Ca+Cb, HW) = [a (N, Ca, HW) | b (N, Cb, HW)];
+// backward splits dout into da and db (both written).
+void concat_channels_forward(float* out, const float* a, const float* b, int N, int Ca, int Cb, int HW);
+void concat_channels_backward(float* da, float* db, const float* dout, int N, int Ca, int Cb, int HW);
+
+}  // namespace dbcore::cpu
