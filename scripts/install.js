@@ -67,6 +67,10 @@ function main() {
     return 1;
   }
   if (has('cmake') && buildWithCmake()) return 0;
+  if (process.env.DBCORE_CUDA === 'ON') {
+    console.error('dbcore: the CMake build failed and DBCORE_CUDA=ON asks for the CUDA backend, which node-gyp cannot build');
+    return 1;
+  }
   console.error('dbcore: cmake build unavailable or failed; trying node-gyp (CPU backend only)');
   return buildWithNodeGyp() ? 0 : 1;
 }

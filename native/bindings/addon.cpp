@@ -14,6 +14,11 @@ std::vector<Registered>& registry() {
   return r;
 }
 
+std::vector<std::pair<const char*, ClassDefiner>>& class_registry() {
+  static std::vector<std::pair<const char*, ClassDefiner>> r;
+  return r;
+}
+
 Napi::Error js_error(Napi::Env env, const std::string& code, const std::string& message) {
   bool bad_argument = code == "EINVAL" || code == "ESHAPE" || code == "EDTYPE";
   Napi::Error err = bad_argument ? Napi::TypeError::New(env, message) : Napi::Error::New(env, message);
@@ -57,6 +62,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     (r.is_op ? ops : exports).Set(r.name, f);
   }
   exports.Set("ops", ops);
+  for (const auto& [name, define] : class_registry()) exports.Set(name, define(env));
   return exports;
 }
 

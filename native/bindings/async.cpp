@@ -1,6 +1,7 @@
 #include "async.h"
 
 #include <exception>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
@@ -12,10 +13,13 @@ namespace {
 
 class ClosureWorker : public Napi::AsyncWorker {
  public:
-  ClosureWorker(Napi::Env env, std::function<void()> work, Napi::Value result,
-                const std::vector<Napi::Value>& keep_alive)
-      : Napi::AsyncWorker(env, "dbcore:async"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)) {
-    result_ = Napi::Persistent(result);
+  ClosureWorker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish,
+                const std::vector<Napi::Value>& keep_alive, std::function<void()> cleanup)
+      : Napi::AsyncWorker(env, "dbcore:async"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        finish_(std::move(finish)),
+        cleanup_(std::move(cleanup)) {
     for (const Napi::Value& v : keep_alive) kept_.push_back(Napi::Persistent(v));
   }
 
@@ -33,15 +37,24 @@ class ClosureWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override { deferred_.Resolve(result_.Value()); }
+  void OnOK() override {
+    if (cleanup_) cleanup_();
+    try {
+      deferred_.Resolve(finish_(Env()));
+    } catch (...) {
+      deferred_.Reject(js_error_from_current_exception(Env()).Value());
+    }
+  }
   void OnError(const Napi::Error& e) override {
+    if (cleanup_) cleanup_();
     deferred_.Reject(js_error(Env(), code_, e.Message()).Value());
   }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
-  Napi::Reference<Napi::Value> result_;
+  std::function<Napi::Value(Napi::Env)> finish_;
+  std::function<void()> cleanup_;
   std::vector<Napi::Reference<Napi::Value>> kept_;
   std::string code_ = "EINTERNAL";
 };
@@ -50,7 +63,13 @@ class ClosureWorker : public Napi::AsyncWorker {
 
 Napi::Promise run_async(Napi::Env env, std::function<void()> work, Napi::Value result,
                         const std::vector<Napi::Value>& keep_alive) {
-  auto* worker = new ClosureWorker(env, std::move(work), result, keep_alive);
+  auto ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(result));
+  return run_async(env, std::move(work), [ref](Napi::Env) { return ref->Value(); }, keep_alive);
+}
+
+Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish,
+                        const std::vector<Napi::Value>& keep_alive, std::function<void()> cleanup) {
+  auto* worker = new ClosureWorker(env, std::move(work), std::move(finish), keep_alive, std::move(cleanup));
   Napi::Promise promise = worker->promise();
   worker->Queue();  // the worker deletes itself after OnOK/OnError
   return promise;

@@ -14,4 +14,9 @@ namespace dbcore::js {
 Napi::Promise run_async(Napi::Env env, std::function<void()> work, Napi::Value result,
                         const std::vector<Napi::Value>& keep_alive);
 
+// As above, but the resolved value is built by `finish` on the main thread after the work is done (for results
+// whose size is known only then). `cleanup`, when given, runs on the main thread after success or failure alike.
+Napi::Promise run_async(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish,
+                        const std::vector<Napi::Value>& keep_alive, std::function<void()> cleanup = nullptr);
+
 }  // namespace dbcore::js

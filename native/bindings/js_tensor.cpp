@@ -105,6 +105,49 @@ bool bool_option(const Napi::CallbackInfo& info, size_t index, const char* key, 
   return v.As<Napi::Boolean>().Value();
 }
 
+namespace {
+Napi::Value field(const Napi::Object& obj, const char* key) {
+  Napi::Value v = obj.Get(key);
+  return v.IsNull() ? obj.Env().Undefined() : v;
+}
+}  // namespace
+
+double get_number(const Napi::Object& obj, const char* key, double fallback, const char* what) {
+  Napi::Value v = field(obj, key);
+  if (v.IsUndefined()) return fallback;
+  DBCORE_CHECK(v.IsNumber(), "EINVAL", "%s.%s must be a number", what, key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+double require_number(const Napi::Object& obj, const char* key, const char* what) {
+  DBCORE_CHECK(!field(obj, key).IsUndefined(), "EINVAL", "%s.%s is required", what, key);
+  return get_number(obj, key, 0, what);
+}
+
+std::string get_string(const Napi::Object& obj, const char* key, const std::string& fallback, const char* what) {
+  Napi::Value v = field(obj, key);
+  if (v.IsUndefined()) return fallback;
+  DBCORE_CHECK(v.IsString(), "EINVAL", "%s.%s must be a string", what, key);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool get_bool(const Napi::Object& obj, const char* key, bool fallback, const char* what) {
+  Napi::Value v = field(obj, key);
+  if (v.IsUndefined()) return fallback;
+  DBCORE_CHECK(v.IsBoolean(), "EINVAL", "%s.%s must be a boolean", what, key);
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* what, bool optional) {
+  if (index >= info.Length() || info[index].IsUndefined() || info[index].IsNull()) {
+    DBCORE_CHECK(optional, "EINVAL", "missing argument %zu (%s)", index + 1, what);
+    return Napi::Object::New(info.Env());
+  }
+  DBCORE_CHECK(info[index].IsObject() && !info[index].IsArray(), "EINVAL", "argument %zu (%s) must be an object",
+               index + 1, what);
+  return info[index].As<Napi::Object>();
+}
+
 int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* what) {
   DBCORE_CHECK(index < info.Length() && info[index].IsNumber(), "EINVAL", "argument %zu (%s) must be an integer",
                index + 1, what);

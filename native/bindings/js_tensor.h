@@ -24,6 +24,14 @@ JsTensor new_js_tensor(Napi::Env env, DType dtype, const Shape& shape);
 // Reads optional fields of an options object (arguments[index]); missing or undefined gives the fallback.
 double number_option(const Napi::CallbackInfo& info, size_t index, const char* key, double fallback);
 bool bool_option(const Napi::CallbackInfo& info, size_t index, const char* key, bool fallback);
+// Fields of a plain JS object (a parsed config.json): missing/undefined/null gives the fallback; a field of the
+// wrong type throws EINVAL naming `what`.key.
+double get_number(const Napi::Object& obj, const char* key, double fallback, const char* what);
+double require_number(const Napi::Object& obj, const char* key, const char* what);  // EINVAL when missing
+std::string get_string(const Napi::Object& obj, const char* key, const std::string& fallback, const char* what);
+bool get_bool(const Napi::Object& obj, const char* key, bool fallback, const char* what);
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t index, const char* what, bool optional = false);
+
 int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* what);
 
 }  // namespace dbcore::js

@@ -24,6 +24,13 @@ struct Registration {
   Registration(const char* name, Fn fn, bool is_op) { registry().push_back({name, fn, is_op}); }
 };
 
+// Classes (Napi::ObjectWrap) register a function that defines them: exports.<name> = define(env).
+using ClassDefiner = Napi::Function (*)(Napi::Env);
+std::vector<std::pair<const char*, ClassDefiner>>& class_registry();
+struct ClassRegistration {
+  ClassRegistration(const char* name, ClassDefiner define) { class_registry().push_back({name, define}); }
+};
+
 // Converts the in-flight C++ exception into a JS error value with `code` (call inside a catch block).
 Napi::Error js_error_from_current_exception(Napi::Env env);
 // Builds a JS error (TypeError for EINVAL/ESHAPE/EDTYPE) from a code and message.

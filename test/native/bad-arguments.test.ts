@@ -23,9 +23,10 @@ const junk: unknown[] = [
   { dtype: 'I32', shape: [1], data: new Int32Array(1) },
 ];
 
-function callAll(fn: (...a: unknown[]) => unknown, args: unknown[]) {
+/** Classes (exported names that start with a capital) are constructed with `new`. */
+function callAll(fn: (...a: unknown[]) => unknown, args: unknown[], isClass = false) {
   try {
-    const r = fn(...args);
+    const r = isClass ? new (fn as unknown as new (...a: unknown[]) => unknown)(...args) : fn(...args);
     if (r instanceof Promise) r.catch(() => undefined);
   } catch (e) {
     // Errors made by native code come from Node's own realm, not jest's: check the shape, not instanceof.
@@ -43,9 +44,10 @@ describe('bad arguments never crash', () => {
       .map(([k, f]) => [k, f] as [string, (...a: unknown[]) => unknown]),
   ];
 
-  test.each(fns)('%s with junk arguments', (_name, fn) => {
-    for (const a of junk) for (const b of junk.slice(0, 4)) callAll(fn, [a, b, a, b]);
-    callAll(fn, []);
+  test.each(fns)('%s with junk arguments', (name, fn) => {
+    const isClass = /^[A-Z]/.test(name);
+    for (const a of junk) for (const b of junk.slice(0, 4)) callAll(fn, [a, b, a, b], isClass);
+    callAll(fn, [], isClass);
   });
 
   test('argument errors are TypeErrors with a code and a precise message', () => {

@@ -1,0 +1,57 @@
+#include "arena.h"
+
+#include <algorithm>
+
+#include "error.h"
+
+namespace dbcore {
+
+namespace {
+constexpr size_t kAlign = 64;
+size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+void Arena::add_chunk(size_t min_bytes) {
+  Chunk c;
+  c.size = round_up(std::max<size_t>(min_bytes, 1 << 20));
+  c.raw.reset(new (std::nothrow) uint8_t[c.size + kAlign]);
+  DBCORE_CHECK(c.raw, "ENOMEM", "activation arena: cannot allocate %zu MiB", c.size >> 20);
+  uintptr_t p = reinterpret_cast<uintptr_t>(c.raw.get());
+  c.base = reinterpret_cast<uint8_t*>((p + kAlign - 1) / kAlign * kAlign);
+  chunks_.push_back(std::move(c));
+}
+
+void* Arena::alloc_bytes(size_t bytes) {
+  bytes = round_up(std::max<size_t>(bytes, 1));
+  while (chunk_ < chunks_.size() && used_ + bytes > chunks_[chunk_].size) {
+    ++chunk_;
+    used_ = 0;
+  }
+  if (chunk_ == chunks_.size()) {
+    add_chunk(bytes);
+    used_ = 0;
+  }
+  void* p = chunks_[chunk_].base + used_;
+  used_ += bytes;
+  cycle_bytes_ += bytes;
+  high_water_ = std::max(high_water_, cycle_bytes_);
+  return p;
+}
+
+void Arena::reset() {
+  if (chunks_.size() > 1) {
+    chunks_.clear();
+    add_chunk(high_water_);
+  }
+  chunk_ = 0;
+  used_ = 0;
+  cycle_bytes_ = 0;
+}
+
+size_t Arena::capacity() const {
+  size_t c = 0;
+  for (const Chunk& ch : chunks_) c += ch.size;
+  return c;
+}
+
+}  // namespace dbcore

@@ -1,0 +1,56 @@
+// Parameters of a network in one contiguous allocation with a table of (name, shape, offset), names as in
+// diffusers / transformers. Gradients mirror the table in a second block. Loading and saving are table walks.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dbcore {
+
+struct ParamEntry {
+  std::string name;
+  Shape shape;
+  int64_t offset = 0;  // in floats, into the parameter (and gradient) block
+  int64_t numel() const { return shape_numel(shape); }
+};
+
+class ParamTable {
+ public:
+  // Appends a parameter; returns its offset. Names must be unique.
+  int64_t add(const std::string& name, const Shape& shape);
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+  int64_t total() const { return total_; }
+  const ParamEntry& at(const std::string& name) const;  // throws EINVAL naming the parameter
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+
+ private:
+  std::vector<ParamEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;
+  int64_t total_ = 0;
+};
+
+// A parameter block laid out by a table, with its gradient block (allocated on demand).
+class ParamStore {
+ public:
+  explicit ParamStore(ParamTable table);
+  const ParamTable& table() const { return table_; }
+  float* params() { return params_.data(); }
+  float* grads();  // allocates the gradient block (zeroed) on first use
+  bool has_grads() const { return !grads_.empty(); }
+  void zero_grads();
+  float* param(int64_t offset) { return params_.data() + offset; }
+  float* grad(int64_t offset) { return grads() + offset; }
+
+ private:
+  ParamTable table_;
+  std::vector<float> params_;
+  std::vector<float> grads_;
+};
+
+// Builds names like "down_blocks.0.resnets.1" from parts.
+std::string join_name(const std::string& prefix, const std::string& name);
+
+}  // namespace dbcore
