@@ -16,6 +16,16 @@ class Arena {
   // Rewinds to empty. If the last cycle overflowed into extra chunks, they are merged into one block sized for
   // the high-water mark, so the next cycle runs without allocating.
   void reset();
+  // Stack discipline for temporaries: release(mark()) frees everything allocated after the mark.
+  struct Mark {
+    size_t chunk, used, cycle_bytes;
+  };
+  Mark mark() const { return {chunk_, used_, cycle_bytes_}; }
+  void release(const Mark& m) {
+    chunk_ = m.chunk;
+    used_ = m.used;
+    cycle_bytes_ = m.cycle_bytes;
+  }
   size_t high_water() const { return high_water_; }
   size_t capacity() const;
 
