@@ -35,7 +35,7 @@ function expectError(fn: () => unknown, code: string, file: string, pattern: Reg
   expect((caught as Error).message).toMatch(pattern);
 }
 
-const u8 = (n: number) => ({ dtype: 'F32' as const, shape: [n], data: new Float32Array(n) });
+const f32Zeros = (n: number) => ({ dtype: 'F32' as const, shape: [n], data: new Float32Array(n) });
 
 describe('diffusers folders', () => {
   test('tiny-sd: five components with classes, configs and safetensors weights', () => {
@@ -147,8 +147,8 @@ describe('diffusers folders', () => {
     const dir = copyTinySd();
     const teDir = path.join(dir, 'text_encoder');
     fs.rmSync(path.join(teDir, 'model.safetensors'));
-    await writeSafetensors(path.join(teDir, 'model-00001-of-00002.safetensors'), { a: u8(3) });
-    await writeSafetensors(path.join(teDir, 'model-00002-of-00002.safetensors'), { b: u8(5), c: u8(2) });
+    await writeSafetensors(path.join(teDir, 'model-00001-of-00002.safetensors'), { a: f32Zeros(3) });
+    await writeSafetensors(path.join(teDir, 'model-00002-of-00002.safetensors'), { b: f32Zeros(5), c: f32Zeros(2) });
     const weight_map = { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors', c: 'model-00002-of-00002.safetensors' };
     fs.writeFileSync(path.join(teDir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map }));
     const model = discoverModel(dir) as DiffusersModel;
@@ -175,10 +175,10 @@ describe('single files', () => {
   test('SD2 text-encoder prefix and unprefixed buffers (other)', async () => {
     const file = path.join(tmp, 'sd2.safetensors');
     await writeSafetensors(file, {
-      'model.diffusion_model.conv_in.weight': u8(4),
-      'first_stage_model.decoder.conv_in.bias': u8(2),
-      'cond_stage_model.model.ln_final.weight': u8(3),
-      alphas_cumprod: u8(10),
+      'model.diffusion_model.conv_in.weight': f32Zeros(4),
+      'first_stage_model.decoder.conv_in.bias': f32Zeros(2),
+      'cond_stage_model.model.ln_final.weight': f32Zeros(3),
+      alphas_cumprod: f32Zeros(10),
     });
     const model = discoverModel(file) as SingleFileModel;
     expect(model.family).toBe('sd2');

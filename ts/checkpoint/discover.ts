@@ -280,11 +280,15 @@ function discoverSingleFile(file: string): SingleFileModel {
 /** torch.save writes a zip archive (PK\x03\x04) since torch 1.6, a bare pickle (protocol opcode 0x80) before. */
 function ckptContainer(file: string): CkptModel['container'] {
   const magic = Buffer.alloc(4);
-  const fd = fs.openSync(file, 'r');
   try {
-    fs.readSync(fd, magic, 0, 4, 0);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(file, 'r');
+    try {
+      fs.readSync(fd, magic, 0, 4, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    throw new DbcoreError('EIO', `cannot read: ${(e as Error).message}`, { file, cause: e });
   }
   if (magic.readUInt32LE(0) === 0x04034b50) return 'zip';
   if (magic[0] === 0x80) return 'pickle';
