@@ -2,7 +2,8 @@
  * Host tensors as they cross the N-API boundary: `{dtype, shape, data}` where `data` is the very memory
  * native code reads and writes (no copies in either direction).
  */
-export type DType = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8';
+/** F64, I16, I8 and BOOL occur in weight files only; the native engine rejects them (EDTYPE). */
+export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 export interface HostTensor {
   dtype: DType;
@@ -10,7 +11,9 @@ export interface HostTensor {
   data: ArrayBuffer | ArrayBufferView;
 }
 
-export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, U8: 1 };
+export const DTYPE_BYTES: Record<DType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
