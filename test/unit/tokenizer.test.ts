@@ -56,3 +56,132 @@ describe('golden prompts (test/fixtures/tokenizer.json)', () => {
     expect(tokenizer.decode(item.ids_unpadded)).toBe(item.decoded);
   });
 });
+
+describe('the fast-tokenizer format (tokenizer.json)', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dbcore-tok-'));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  /** Builds a tokenizer.json-only folder from the slow files, as transformers' converter lays it out. */
+  function writeFastTokenizer(dir: string, mergeStyle: 'string' | 'pair') {
+    fs.mkdirSync(dir, { recursive: true });
+    const vocab = JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, 'vocab.json'), 'utf8')) as Record<string, number>;
+    const lines = fs.readFileSync(path.join(TOKENIZER_DIR, 'merges.txt'), 'utf8').split('\n').slice(1).filter(Boolean);
+    const merges = mergeStyle === 'string' ? lines : lines.map((l) => l.split(' '));
+    // The special tokens live only in added_tokens here, to exercise that path.
+    const { ['<|startoftext|>']: bos, ['<|endoftext|>']: eos, ...modelVocab } = vocab;
+    const json = {
+      version: '1.0',
+      added_tokens: [
+        { id: bos, content: '<|startoftext|>', special: true },
+        { id: eos, content: '<|endoftext|>', special: true },
+      ],
+      model: { type: 'BPE', vocab: modelVocab, merges, end_of_word_suffix: '</w>', continuing_subword_prefix: '' },
+    };
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+  }
+
+  it.each(['string', 'pair'] as const)('merges as %s: every golden prompt gives the golden ids', (style) => {
+    const dir = path.join(tmp, style);
+    writeFastTokenizer(dir, style);
+    const tok = loadTokenizer(dir);
+    for (const item of golden.items) {
+      const enc = tok.encode(item.prompt);
+      expect({ prompt: item.prompt, ids: enc.ids, tokens: enc.tokens }).toEqual({ prompt: item.prompt, ids: item.input_ids, tokens: item.bpe_tokens });
+    }
+  });
+});
+
+describe('special tokens from special_tokens_map.json', () => {
+  it('pads with the pad token it names (SD 2.x uses "!", id 0)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbcore-tok-'));
+    try {
+      for (const f of ['vocab.json', 'merges.txt']) fs.copyFileSync(path.join(TOKENIZER_DIR, f), path.join(dir, f));
+      fs.writeFileSync(path.join(dir, 'special_tokens_map.json'), JSON.stringify({ pad_token: '!', eos_token: '<|endoftext|>' }));
+      const tok = loadTokenizer(dir);
+      const enc = tok.encode('a photo of sks dog');
+      expect(tok.padId).toBe(0);
+      expect(enc.ids.slice(0, 8)).toEqual([49406, 320, 1125, 539, 48136, 1929, 49407, 0]);
+      expect(enc.ids.slice(6)).toEqual([49407, ...new Array(70).fill(0)]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('bad tokenizer folders', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dbcore-tok-'));
+  });
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  function expectError(fn: () => unknown, code: string, file: string, message: RegExp) {
+    let caught: unknown;
+    try {
+      fn();
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(DbcoreError);
+    const err = caught as DbcoreError;
+    expect({ code: err.code, file: err.file }).toEqual({ code, file });
+    expect(err.message).toMatch(message);
+  }
+  const write = (name: string, content: string) => fs.writeFileSync(path.join(tmp, name), content);
+  const tinyVocab = JSON.stringify({ a: 0, 'b</w>': 1, '<|startoftext|>': 2, '<|endoftext|>': 3 });
+
+  it('a missing folder', () => {
+    expectError(() => loadTokenizer(path.join(tmp, 'nope')), 'ENOENT', path.join(tmp, 'nope'), /folder not found/);
+  });
+  it('an empty folder names vocab.json', () => {
+    expectError(() => loadTokenizer(tmp), 'ENOENT', path.join(tmp, 'vocab.json'), /vocab\.json and merges\.txt, or tokenizer\.json/);
+  });
+  it('vocab.json without merges.txt names merges.txt', () => {
+    write('vocab.json', tinyVocab);
+    expectError(() => loadTokenizer(tmp), 'ENOENT', path.join(tmp, 'merges.txt'), /missing tokenizer file/);
+  });
+  it('a malformed merge line is reported with its line number', () => {
+    write('vocab.json', tinyVocab);
+    write('merges.txt', '#version: 0.2\na b</w>\nabc\n');
+    expectError(() => loadTokenizer(tmp), 'EFORMAT', path.join(tmp, 'merges.txt'), /line 3: "abc"/);
+  });
+  it('vocab.json that is not JSON', () => {
+    write('vocab.json', '{"a": 0,');
+    write('merges.txt', '#version: 0.2\n');
+    expectError(() => loadTokenizer(tmp), 'EFORMAT', path.join(tmp, 'vocab.json'), /not valid JSON/);
+  });
+  it('a vocabulary with a non-integer id', () => {
+    write('vocab.json', JSON.stringify({ a: 'zero' }));
+    write('merges.txt', '#version: 0.2\n');
+    expectError(() => loadTokenizer(tmp), 'EFORMAT', path.join(tmp, 'vocab.json'), /token "a" has id "zero"/);
+  });
+  it('a vocabulary without <|endoftext|>', () => {
+    write('vocab.json', JSON.stringify({ a: 0, '<|startoftext|>': 1 }));
+    write('merges.txt', '#version: 0.2\n');
+    expectError(() => loadTokenizer(tmp), 'EFORMAT', path.join(tmp, 'vocab.json'), /no "<\|endoftext\|>" token/);
+  });
+  it('tokenizer.json of another model type', () => {
+    write('tokenizer.json', JSON.stringify({ model: { type: 'WordPiece', vocab: {} } }));
+    expectError(() => loadTokenizer(tmp), 'EUNSUPPORTED', path.join(tmp, 'tokenizer.json'), /"WordPiece", expected "BPE"/);
+  });
+  it('tokenizer.json with a malformed merge', () => {
+    write('tokenizer.json', JSON.stringify({ model: { type: 'BPE', vocab: JSON.parse(tinyVocab), merges: ['a b</w>', ['a']] } }));
+    expectError(() => loadTokenizer(tmp), 'EFORMAT', path.join(tmp, 'tokenizer.json'), /model\.merges\[1\]/);
+  });
+  it('a word the vocabulary cannot spell: an error without unk_token, the unk id with one', () => {
+    write('vocab.json', tinyVocab);
+    write('merges.txt', '#version: 0.2\n');
+    const tok = loadTokenizer(tmp);
+    expect(tok.encode('b').tokenIds).toEqual([1]);
+    expectError(() => tok.encode('c'), 'EFORMAT', path.join(tmp, 'vocab.json'), /"c<\/w>", which the vocabulary lacks/);
+    write('special_tokens_map.json', JSON.stringify({ unk_token: { content: '<|endoftext|>' } }));
+    expect(loadTokenizer(tmp).encode('c b').tokenIds).toEqual([3, 1]);
+  });
+  it('decode of an id outside the vocabulary', () => {
+    const tok = loadTokenizer(TOKENIZER_DIR);
+    expectError(() => tok.decode([49408]), 'EUSAGE', path.join(TOKENIZER_DIR, 'vocab.json'), /id 49408/);
+  });
+});
