@@ -6,10 +6,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { loadTokenizer, MAX_LENGTH, Tokenizer } from '../../ts/tokenizer';
 import { DbcoreError } from '../../ts/util/errors';
 
-const FIXTURES = path.join(__dirname, '..', 'fixtures');
+const REPO = path.join(__dirname, '..', '..');
+const FIXTURES = path.join(REPO, 'test', 'fixtures');
 const TOKENIZER_DIR = path.join(FIXTURES, 'tiny-sd', 'tokenizer');
 
 interface GoldenItem {
@@ -183,5 +185,43 @@ describe('bad tokenizer folders', () => {
   it('decode of an id outside the vocabulary', () => {
     const tok = loadTokenizer(TOKENIZER_DIR);
     expectError(() => tok.decode([49408]), 'EUSAGE', path.join(TOKENIZER_DIR, 'vocab.json'), /id 49408/);
+  });
+});
+
+describe('dbcore tokenize (end to end)', () => {
+  const bin = path.join(REPO, 'bin', 'dbcore.js');
+  beforeAll(() => {
+    execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: REPO });
+  });
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(process.execPath, [bin, 'tokenize', ...args], { encoding: 'utf8', env: { ...process.env, DBCORE_MODEL: '', ...env } });
+
+  it('--json on a diffusers model folder', () => {
+    const r = run(['a photo of sks dog', '--model', path.join(FIXTURES, 'tiny-sd'), '--json']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.tokens).toEqual(['a</w>', 'photo</w>', 'of</w>', 'sks</w>', 'dog</w>']);
+    expect(out.tokenIds).toEqual([320, 1125, 539, 48136, 1929]);
+    expect(out.ids).toHaveLength(77);
+    expect([out.length, out.truncated]).toEqual([7, false]);
+  });
+
+  it('the table, from DBCORE_MODEL, with a truncation warning', () => {
+    const prompt = Array(80).fill('word').join(' ');
+    const r = run([prompt], { DBCORE_MODEL: TOKENIZER_DIR });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^\s+1\s+2653\s+word<\/w>\s+\("word "\)$/m);
+    expect(r.stdout).toMatch(/80 token\(s\); 77 of 77 positions .*\(TRUNCATED\)/);
+    expect(r.stderr).toMatch(/warning: the prompt is truncated: 5 token\(s\)/);
+  });
+
+  it('fails without a model, and on a folder without a tokenizer', () => {
+    const none = run(['x']);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/needs --model DIR/);
+    const unet = path.join(FIXTURES, 'tiny-sd', 'unet');
+    const bad = run(['x', '--model', unet]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain(`${path.join(unet, 'vocab.json')}: missing tokenizer file`);
   });
 });
