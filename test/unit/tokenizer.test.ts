@@ -113,6 +113,22 @@ describe('special tokens from special_tokens_map.json', () => {
   });
 });
 
+describe('merges.txt', () => {
+  it('reads at most 48,894 merges, as openai/CLIP and CLIPTokenizer do', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbcore-tok-'));
+    try {
+      fs.copyFileSync(path.join(TOKENIZER_DIR, 'vocab.json'), path.join(dir, 'vocab.json'));
+      const merges = fs.readFileSync(path.join(TOKENIZER_DIR, 'merges.txt'), 'utf8').trimEnd();
+      expect(merges.split('\n')).toHaveLength(1 + 48_894);
+      // A 48,895th merge that would join "zwx" into one (unknown) symbol must be ignored.
+      fs.writeFileSync(path.join(dir, 'merges.txt'), `${merges}\nz wx</w>\n`);
+      expect(loadTokenizer(dir).encode('zwx').tokens).toEqual(['z', 'wx</w>']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('bad tokenizer folders', () => {
   let tmp: string;
   beforeEach(() => {

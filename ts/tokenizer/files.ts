@@ -89,16 +89,19 @@ function parseVocab(json: unknown, file: string): Map<string, number> {
   return vocab;
 }
 
+/** openai/CLIP and transformers' CLIPTokenizer read at most 49152 - 256 - 2 merges from merges.txt. */
+const MAX_MERGES_TXT = 48_894;
+
 /**
- * merges.txt: an optional "#version" header, then one "first second" pair per line. (transformers'
- * CLIPTokenizer always drops line 1 and caps the list at 48,894 merges; the SD files have exactly the header
- * and 48,894 merges, so both readings agree on them.)
+ * merges.txt: a "#version" header line, then one "first second" pair per line; lines past MAX_MERGES_TXT are
+ * ignored, as the reference tokenizers do. (transformers drops line 1 whatever it holds; here only a header is
+ * dropped, which is the same on every real file.)
  */
 function parseMergesTxt(text: string, file: string): Array<[string, string]> {
   const lines = text.split(/\r?\n/);
   const first = lines[0]?.startsWith('#version') ? 1 : 0;
   const merges: Array<[string, string]> = [];
-  for (let i = first; i < lines.length; i++) {
+  for (let i = first; i < lines.length && merges.length < MAX_MERGES_TXT; i++) {
     if (lines[i] === '') continue;
     merges.push(splitMerge(lines[i], file, `line ${i + 1}`));
   }
