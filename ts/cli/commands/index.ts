@@ -4,5 +4,6 @@ import { trainCommand } from './train';
 import { sampleCommand } from './sample';
 import { convertCommand } from './convert';
 import { inspectCommand } from './inspect';
+import { tokenizeCommand } from './tokenize';
 
-export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand];
+export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand, tokenizeCommand];
