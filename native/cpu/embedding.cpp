@@ -35,6 +35,8 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
 // Every step rounds to float32 as torch does on float32 tensors (python scalars enter as float32):
 //   exponent_i = float(-ln max_period) · i,  exponent_i /= float(half - shift),  freq_i = exp(exponent_i),
 //   arg = (t · freq_i) · scale,  out = [sin(arg) | cos(arg)], swapped halves when flip_sin_to_cos.
+// exp/sin/cos come from libm (correctly rounded in practice); torch's SLEEF routines are ≤ 1 ulp, so a few entries
+// can differ by 1-2 ulp (measured against the golden in test/native/embedding.test.ts).
 void timestep_embedding(float* out, const float* timesteps, int N, int dim, bool flip_sin_to_cos,
                         float downscale_freq_shift, float scale, float max_period) {
   const int half = dim / 2;
