@@ -4,6 +4,7 @@
 #include "async.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 #include "cpu/softmax.h"
 #include "js_tensor.h"
@@ -93,9 +94,7 @@ DBCORE_OP(softmaxBackward) {
 // ops.scaleInPlace(x, s): x *= s, written straight into the caller's buffer (no copy either way).
 DBCORE_OP(scaleInPlace) {
   Tensor x = tensor_arg(info, 0, "x", DType::F32);
-  float s = static_cast<float>(number_option(info, 1, "scale", 1.0));
-  float* p = x.f32();
-  for (int64_t i = 0; i < x.numel(); ++i) p[i] *= s;
+  cpu::scale_inplace(x.f32(), static_cast<float>(number_option(info, 1, "scale", 1.0)), x.numel());
   return info.Env().Undefined();
 }
 

@@ -15,8 +15,66 @@ export interface NativeOps {
   sum(x: HostTensor): number;
   randn(shape: number[], seed: number, offset?: number): HostTensor;
   rand(shape: number[], seed: number, offset?: number): HostTensor;
+  // Layers (native/bindings/ops_linear.cpp, ops_conv2d.cpp, ops_norm.cpp): backward exports return fresh zeroed
+  // parameter gradients, or accumulate (+=) into `dweight`/`dbias` when given.
+  linear(inp: HostTensor, weight: HostTensor, bias: HostTensor | null): HostTensor;
+  linearBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, opts?: BackwardOptions): BackwardGrads;
+  conv2d(inp: HostTensor, weight: HostTensor, bias: HostTensor | null, opts?: Conv2dOptions): HostTensor;
+  conv2dBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, opts?: Conv2dOptions & BackwardOptions): BackwardGrads;
+  groupNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { groups?: number; eps?: number }): NormResult;
+  groupNormBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, mean: HostTensor, rstd: HostTensor,
+    opts?: { groups?: number } & BackwardOptions): BackwardGrads;
+  layerNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { eps?: number }): NormResult;
+  layerNormBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, mean: HostTensor, rstd: HostTensor,
+    opts?: BackwardOptions): BackwardGrads;
+  // Elementwise and data movement (ops_elementwise.cpp).
+  add(a: HostTensor, b: HostTensor): HostTensor;
+  addInPlace(acc: HostTensor, x: HostTensor): void;
+  axpby(a: HostTensor, b: HostTensor, opts: { alpha?: number; beta?: number }): HostTensor;
+  addChannelBias(x: HostTensor, bias: HostTensor): void;
+  sumOverHw(x: HostTensor): HostTensor;
+  nchwToNhwc(x: HostTensor): HostTensor;
+  nhwcToNchw(x: HostTensor): HostTensor;
+  upsampleNearest2x(x: HostTensor): HostTensor;
+  upsampleNearest2xBackward(dout: HostTensor): HostTensor;
+  concatChannels(a: HostTensor, b: HostTensor): HostTensor;
+  concatChannelsBackward(dout: HostTensor, opts: { channelsA: number }): { da: HostTensor; db: HostTensor };
+  // Embeddings and loss (ops_embedding.cpp, ops_loss.cpp).
+  embedding(ids: HostTensor, table: HostTensor): HostTensor;
+  embeddingBackward(dout: HostTensor, ids: HostTensor, opts: { rows: number; dtable?: HostTensor }): HostTensor;
+  timestepEmbedding(t: HostTensor, opts: {
+    dim: number; flipSinToCos?: boolean; downscaleFreqShift?: number; scale?: number; maxPeriod?: number;
+  }): HostTensor;
+  mseLoss(pred: HostTensor, target: HostTensor): number;
+  mseLossBackward(pred: HostTensor, target: HostTensor, opts?: { dloss?: number }): HostTensor;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  pad?: number;
+}
+
+/** Options of a layer's backward export: which gradients to compute, and tensors to accumulate into. */
+export interface BackwardOptions {
+  hasBias?: boolean;
+  inputGrad?: boolean;
+  dweight?: HostTensor;
+  dbias?: HostTensor;
+}
+
+/** dinp is absent with inputGrad false, dbias with hasBias false. */
+export interface BackwardGrads {
+  dinp: HostTensor;
+  dweight: HostTensor;
+  dbias: HostTensor;
+}
+
+export interface NormResult {
+  out: HostTensor;
+  mean: HostTensor;
+  rstd: HostTensor;
 }
 
 export interface NativeAddon {

@@ -1,0 +1,96 @@
+import { loadAddon } from '../../ts/engine/addon';
+import type { HostTensor } from '../../ts/engine/tensor';
+import { asFloat32, f32 } from '../../ts/engine/tensor';
+import { expectGradientMatches, maxRelErr, randn, weightedSum } from '../helpers/numeric';
+
+const { ops } = loadAddon();
+
+const copyOf = (t: HostTensor) => f32(t.shape, asFloat32(t));
+
+describe('pointwise arithmetic', () => {
+  // 40001 elements: above the threshold where the loops run in parallel, and not a multiple of the vector width.
+  test.each([[7], [40001]])('add, addInPlace, axpby and scaleInPlace on %i elements', (n) => {
+    const a = randn([n]), b = randn([n]), A = asFloat32(a), B = asFloat32(b);
+    expect(maxRelErr(asFloat32(ops.add(a, b)), A.map((v, i) => v + B[i]))).toBe(0);
+    expect(maxRelErr(asFloat32(ops.axpby(a, b, { alpha: 0.5, beta: -3 })), A.map((v, i) => Math.fround(0.5 * v) + Math.fround(-3 * B[i])))).toBe(0);
+    const acc = copyOf(a);
+    ops.addInPlace(acc, b);
+    expect(maxRelErr(acc.data, A.map((v, i) => v + B[i]))).toBe(0);
+    const scaled = copyOf(a);
+    ops.scaleInPlace(scaled, { scale: 0.25 });
+    expect(maxRelErr(scaled.data, A.map((v) => v * 0.25))).toBe(0);
+  });
+
+  test('shape mismatches are rejected', () => {
+    expect(() => ops.add(randn([3]), randn([4]))).toThrow(/add: b: expected shape \[3\]/);
+    expect(() => ops.addInPlace(randn([3]), randn([3, 1]))).toThrow(/addInPlace: x/);
+  });
+});
+
+describe('channel bias (time-embedding injection)', () => {
+  const [N, C, H, W] = [2, 3, 5, 7];
+
+  test('addChannelBias adds bias (N, C) over HW in place; sumOverHw is its backward (finite differences)', () => {
+    const x = randn([N, C, H, W]), bias = randn([N, C]), X0 = Float32Array.from(asFloat32(x)), Bv = asFloat32(bias);
+    ops.addChannelBias(x, bias);
+    expect(maxRelErr(asFloat32(x), X0.map((v, i) => v + Bv[Math.floor(i / (H * W))]))).toBe(0);
+
+    const base = randn([N, C, H, W]), w = randn([N, C, H, W]);
+    const loss = () => { const y = copyOf(base); ops.addChannelBias(y, bias); return weightedSum(y, w); };
+    const dbias = ops.sumOverHw(w);
+    expect(dbias.shape).toEqual([N, C]);
+    expectGradientMatches(dbias, loss, bias);
+  });
+});
+
+describe('layout changes', () => {
+  test('nchwToNhwc transposes (N, C, HW) and nhwcToNchw undoes it; each is the other\'s backward', () => {
+    const [N, C, H, W] = [2, 37, 5, 7]; // C and HW not multiples of the 32-wide tile
+    const x = randn([N, C, H, W]), X = asFloat32(x);
+    const y = ops.nchwToNhwc(x), Y = asFloat32(y);
+    expect(y.shape).toEqual([N, H * W, C]);
+    let mismatches = 0;
+    for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++)
+      if (Y[(n * H * W + p) * C + c] !== X[(n * C + c) * H * W + p]) mismatches++;
+    expect(mismatches).toBe(0);
+    const back = ops.nhwcToNchw(y);
+    expect(back.shape).toEqual([N, C, H * W]);
+    expect(Array.from(asFloat32(back))).toEqual(Array.from(X));
+
+    const w = randn([N, H * W, C]);
+    expectGradientMatches(ops.nhwcToNchw(w), () => weightedSum(ops.nchwToNhwc(x), w), x);
+  });
+
+  test('upsampleNearest2x repeats each pixel 2x2; backward sums the blocks (finite differences)', () => {
+    const [N, C, H, W] = [1, 2, 3, 5];
+    const x = randn([N, C, H, W]), X = asFloat32(x);
+    const y = ops.upsampleNearest2x(x), Y = asFloat32(y);
+    expect(y.shape).toEqual([N, C, 2 * H, 2 * W]);
+    let mismatches = 0;
+    for (let c = 0; c < C; c++) for (let i = 0; i < 2 * H; i++) for (let j = 0; j < 2 * W; j++)
+      if (Y[(c * 2 * H + i) * 2 * W + j] !== X[(c * H + (i >> 1)) * W + (j >> 1)]) mismatches++;
+    expect(mismatches).toBe(0);
+    const w = randn([N, C, 2 * H, 2 * W]);
+    expectGradientMatches(ops.upsampleNearest2xBackward(w), () => weightedSum(ops.upsampleNearest2x(x), w), x);
+    expect(() => ops.upsampleNearest2xBackward(randn([1, 1, 3, 4]))).toThrow(/even height and width/);
+  });
+
+  test('concatChannels stacks channels; backward splits dout (finite differences on both inputs)', () => {
+    const [N, Ca, Cb, H, W] = [2, 3, 4, 3, 2];
+    const a = randn([N, Ca, H, W]), b = randn([N, Cb, H, W]);
+    const out = ops.concatChannels(a, b), O = asFloat32(out), A = asFloat32(a), B = asFloat32(b);
+    expect(out.shape).toEqual([N, Ca + Cb, H, W]);
+    const HW = H * W;
+    for (let n = 0; n < N; n++) {
+      expect(Array.from(O.subarray(n * (Ca + Cb) * HW, (n * (Ca + Cb) + Ca) * HW))).toEqual(Array.from(A.subarray(n * Ca * HW, (n + 1) * Ca * HW)));
+      expect(Array.from(O.subarray((n * (Ca + Cb) + Ca) * HW, (n + 1) * (Ca + Cb) * HW))).toEqual(Array.from(B.subarray(n * Cb * HW, (n + 1) * Cb * HW)));
+    }
+    const w = randn(out.shape);
+    const { da, db } = ops.concatChannelsBackward(w, { channelsA: Ca });
+    const loss = () => weightedSum(ops.concatChannels(a, b), w);
+    expectGradientMatches(da, loss, a);
+    expectGradientMatches(db, loss, b);
+    expect(() => ops.concatChannels(a, randn([N, Cb, H, W + 1]))).toThrow(/concatChannels: b \(same N and spatial size as a\)/);
+    expect(() => ops.concatChannelsBackward(w, {} as never)).toThrow(/'channelsA' .* is required/);
+  });
+});
