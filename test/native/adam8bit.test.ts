@@ -97,7 +97,8 @@ describe('quantization maps (SPEC §1)', () => {
 
 describe('quantize_blockwise / dequantize_blockwise (SPEC §2)', () => {
   const f = load('quantize_blockwise.safetensors');
-  test.each(index.quantize_cases.map((c: any) => [c.name, c]))('%s: codes, absmax and dequant bit-identical', (_n, c: any) => {
+  const cases: [string, any][] = index.quantize_cases.map((c: any) => [c.name, c]);
+  test.each(cases)('%s: codes, absmax and dequant bit-identical', (_n, c) => {
     const opts = { blocksize: c.blocksize, signed: c.map === 'signed' };
     const { codes, absmax } = ops.quantizeBlockwise(tensorOf(f, `${c.name}.input`), opts);
     expect(absmax.shape).toEqual([c.blocks]);
