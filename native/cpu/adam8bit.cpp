@@ -82,25 +82,21 @@ const float kDynamicMapUnsigned[256] = {
 
 uint8_t quantize_nearest(const float* code, float x) {
   // Binary search from pivot 127 with steps 64 … 1, remembering the last entries passed on either side,
-  // then a midpoint test against that neighbour (ref: csrc/kernels.cu dQuantize<0>).
+  // then a midpoint test against that neighbour (ref: csrc/kernels.cu dQuantize<0>). Written with selects
+  // instead of branches: the direction is data-dependent and would be mispredicted half the time.
   int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float val = code[pivot];
   for (int step = 64; step > 0; step >>= 1) {
-    if (x > val) {
-      lower_pivot = pivot;
-      pivot += step;
-    } else {
-      upper_pivot = pivot;
-      pivot -= step;
-    }
-    val = code[pivot];
+    const bool up = x > code[pivot];
+    lower_pivot = up ? pivot : lower_pivot;
+    upper_pivot = up ? upper_pivot : pivot;
+    pivot += up ? step : -step;
   }
-  if (x > val) {
-    const float midpoint = (code[upper_pivot] + val) * 0.5f;
-    return static_cast<uint8_t>(x > midpoint ? upper_pivot : pivot);
-  }
-  const float midpoint = (code[lower_pivot] + val) * 0.5f;
-  return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
+  const float val = code[pivot];
+  const bool above = x > val;
+  const int neighbour = above ? upper_pivot : lower_pivot;
+  const float midpoint = (code[neighbour] + val) * 0.5f;
+  const bool take_neighbour = above ? x > midpoint : x < midpoint;
+  return static_cast<uint8_t>(take_neighbour ? neighbour : pivot);
 }
 
 void quantize_blockwise(uint8_t* codes, float* absmax, const float* x, const float* code, int64_t n,
