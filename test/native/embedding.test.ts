@@ -2,7 +2,7 @@ import path from 'path';
 import { loadAddon } from '../../ts/engine/addon';
 import { asFloat32, f32, i32 } from '../../ts/engine/tensor';
 import { expectGradientMatches, maxRelErr, randn, weightedSum } from '../helpers/numeric';
-import { readSafetensors } from '../helpers/safetensors-lite';
+import { readGolden } from '../helpers/golden';
 
 const { ops } = loadAddon();
 
@@ -54,9 +54,9 @@ function ulpDistance(a: number, b: number): number {
 }
 
 describe('timestep embedding', () => {
-  const golden = readSafetensors(path.join(__dirname, '..', 'fixtures', 'unet_fwd_bwd.safetensors'));
-  const timesteps = Array.from(new Int32Array(golden.get('timestep').data as ArrayBuffer));
-  const expected = new Float32Array(golden.get('act.time_proj').data as ArrayBuffer);
+  const golden = readGolden('unet_fwd_bwd.safetensors');
+  const timesteps = Array.from(new Int32Array(golden.tensor('timestep').data.buffer));
+  const expected = golden.f32('act.time_proj');
   const ours = asFloat32(ops.timestepEmbedding(f32([2], timesteps), { dim: 16, flipSinToCos: true, downscaleFreqShift: 0 }));
   const ulps = Array.from(ours, (v, i) => ulpDistance(v, expected[i]));
   const identical = ulps.filter((u) => u === 0).length;

@@ -1,0 +1,60 @@
+// bitsandbytes-compatible 8-bit blockwise Adam / AdamW (bnb.optim.Adam8bit / AdamW8bit, CUDA kernel
+// semantics of bitsandbytes 95f9af3; spec: test/fixtures/adam8bit/SPEC.md, cited as §n below).
+// n = elements of one parameter, B = block size (256 for the optimizer state), nb = ceil(n / B).
+// State of one parameter (bitsandbytes' flat state-dict layout, §7), all plain buffers:
+//   8-bit  (n ≥ 4096): state1, state2 uint8[n] codes of m and v; absmax1, absmax2 float[nb]; qmap1, qmap2 float[256]
+//   32-bit (n < 4096 or optim_bits 32): state1 = m, state2 = v as float[n]
+//   optional (legacy percentile clipping, §8): gnorm_vec float[100] of squared gradient norms
+// Accumulation: everything is updated in place (=). Arithmetic is IEEE float32 with one rounding per
+// operation in the order written (file compiled with -ffp-contract=off), which makes it bit-exact to the
+// spec's vectors.
+#pragma once
+#include <cstdint>
+
+namespace dbcore::cpu {
+
+constexpr int kAdam8bitBlockSize = 256;   // csrc/ops.cu BLOCKSIZE_2STATE
+constexpr int64_t kMin8bitSize = 4096;    // Optimizer2State min_8bit_size: smaller tensors keep float32 state
+constexpr int kGnormHistory = 100;        // gnorm_vec length (percentile clipping)
+
+// create_dynamic_map(signed=True) (qmap1, for m) and create_dynamic_map(signed=False) (qmap2, for v), §1,
+// bit for bit as bitsandbytes builds them with torch ≥ 2.0 (FMA linspace). Sorted ascending.
+extern const float kDynamicMapSigned[256];
+extern const float kDynamicMapUnsigned[256];
+
+// Index of the entry of the sorted 256-entry `code` nearest to x (bnb dQuantize<0>): ties go to the
+// even index, NaN gives 0, values beyond the ends clamp.
+uint8_t quantize_nearest(const float* code, float x);
+
+// quantize_blockwise (§2): per block of `blocksize` elements absmax = max|x| and codes of x·(1/absmax).
+void quantize_blockwise(uint8_t* codes, float* absmax, const float* x, const float* code, int64_t n,
+                        int blocksize);
+// dequantize_blockwise: out = code[codes] · absmax[block].
+void dequantize_blockwise(float* out, const uint8_t* codes, const float* absmax, const float* code, int64_t n,
+                          int blocksize);
+
+struct Adam8bitHyper {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.f;  // decoupled (AdamW style); AdamW8bit's default is 1e-2
+  float gnorm_scale = 1.f;   // multiplies the gradient (percentile clipping, §8)
+  int64_t step = 1;          // the step count after increment (1 on the first update)
+};
+
+// One update of an 8-bit parameter (§4, kOptimizerStatic8bit2StateBlockwise), block size 256.
+void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                             const float* grad, const float* qmap1, const float* qmap2, const Adam8bitHyper& h,
+                             int64_t n);
+
+// One update of a parameter with float32 state (§5, kOptimizer32bit2State).
+void adam32bit_step(float* param, float* m, float* v, const float* grad, const Adam8bitHyper& h, int64_t n);
+
+// Legacy percentile clipping (§8): records Σg² in gnorm_vec for `step` and returns gnorm_scale.
+struct PercentileClip {
+  float gnorm_scale, current_gnorm, clip_value;
+};
+PercentileClip percentile_clipping(float* gnorm_vec, const float* grad, int64_t n, int64_t step, int percentile);
+
+}  // namespace dbcore::cpu
