@@ -19,7 +19,8 @@ export function editDistance(a: string, b: string): number {
  * the name's length away (2 edits for short names); otherwise the shortest candidate that contains
  * all of a multi-word name's words (`instance_dir` → `instance_data_dir`).
  */
-export function closestName(name: string, candidates: Iterable<string>): string | undefined {
+export function closestName(name: string, names: Iterable<string>): string | undefined {
+  const candidates = [...names];
   let best: { candidate: string; distance: number } | undefined;
   for (const candidate of candidates) {
     const distance = editDistance(name, candidate);
@@ -31,7 +32,7 @@ export function closestName(name: string, candidates: Iterable<string>): string 
   return shortestWithAllWords(name, candidates);
 }
 
-function shortestWithAllWords(name: string, candidates: Iterable<string>): string | undefined {
+function shortestWithAllWords(name: string, candidates: readonly string[]): string | undefined {
   const words = name.split('_').filter(Boolean);
   if (words.length < 2) return undefined;
   let shortest: string | undefined;
