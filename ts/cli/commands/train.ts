@@ -1,11 +1,108 @@
-import { Command } from 'commander';
+/**
+ * `dbcore train`: the commander command, built from the option schema (ts/config/train-schema.ts).
+ *
+ * Every option is accepted in snake_case (`--instance_data_dir`, as in train_dreambooth.py) and in
+ * kebab-case (`--instance-data-dir`), under its reference aliases too (`--half`, `--report_to`, …).
+ * Boolean options are flags: `--center_crop` sets true; `--center_crop false` (or true/yes/no/on/off/1/0)
+ * and `--no-center_crop` set an explicit value, which overrides the config file.
+ * `--config FILE` reads a YAML/JSON file first; flags override it. `--print-config` prints the resolved
+ * configuration as YAML and exits without training.
+ */
+import { Command, Option } from 'commander';
+import { configToYaml, loadTrainConfig } from '../../config/load';
+import { type TrainOptionKey, defaultOf, kebabCase, metaOf, optionGroups, trainOptionKeys } from '../../config/train-schema';
 import { DbcoreError } from '../../util/errors';
 
+const VALUE_NAMES = { int: '<n>', number: '<x>', string: '<text>', enum: '<choice>', path: '<path>', boolean: '[bool]' } as const;
+
 export function trainCommand(): Command {
-  return new Command('train')
-    .description('train (not implemented yet)')
+  const flags: Record<string, unknown> = {};
+  const command = new Command('train')
+    .description(
+      'Fine-tune a Stable Diffusion model with DreamBooth (options as in diffusers\' train_dreambooth.py).\n' +
+        'Options are accepted in snake_case or kebab-case (--instance-data-dir); boolean options as --x, --x true|false or --no-x.\n' +
+        'A --config file (YAML or JSON, same keys) is read first; flags override it.',
+    )
+    .option('--config <file>', 'read options from a YAML (.yaml/.yml) or JSON (.json) file')
+    .option('--print-config', 'print the resolved configuration as YAML and exit without training')
+    // Unknown flags reach the action, which hands them to the loader so that they are reported with
+    // a suggestion, together with every other problem.
     .allowUnknownOption()
-    .action(() => {
-      throw new DbcoreError('ENOTIMPL', 'train is not implemented yet');
+    .allowExcessArguments();
+  command.addOption(new Option('--print_config').hideHelp());
+
+  // Help lists the groups in optionGroups' order: add the options group by group.
+  for (const group of optionGroups) {
+    for (const key of trainOptionKeys) if (metaOf(key).group === group) addOptionFlags(command, key, flags);
+  }
+
+  return command.action((options: { config?: string; printConfig?: boolean; print_config?: boolean }, self: Command) => {
+    const resolved = loadTrainConfig({ configFile: options.config, flags: { ...flags, ...unknownFlags(self.args) } });
+    for (const notice of resolved.notices) process.stderr.write(`dbcore: note: ${notice}\n`);
+    if (options.printConfig || options.print_config) {
+      process.stdout.write(configToYaml(resolved.config));
+      return;
+    }
+    throw new DbcoreError('ENOTIMPL', 'training is not implemented yet');
+  });
+}
+
+/**
+ * Adds the flags of one option: the visible `--key` (with group, help, choices and default) and hidden
+ * spellings (kebab-case, aliases, `--no-…` for booleans). Each records its value under the option key,
+ * in command-line order, so the last one given wins.
+ */
+function addOptionFlags(command: Command, key: TrainOptionKey, flags: Record<string, unknown>): void {
+  const meta = metaOf(key);
+  const names = [...new Set([key, kebabCase(key), ...(meta.aliases ?? []).flatMap((a) => [a, kebabCase(a)])])];
+  const valueName = VALUE_NAMES[meta.kind];
+  names.forEach((name, i) => {
+    const option = new Option(`--${name} ${valueName}`, describe(key));
+    if (i === 0) {
+      option.helpGroup(`${meta.group}:`);
+      const fallback = defaultOf(key);
+      if (fallback !== undefined) option.default(fallback);
+    } else {
+      option.hideHelp();
+    }
+    command.addOption(option);
+    command.on(`option:${name}`, (value: unknown) => {
+      flags[key] = value ?? true; // a bare boolean flag
     });
+    if (meta.kind === 'boolean') {
+      command.addOption(new Option(`--no-${name}`).hideHelp());
+      command.on(`option:no-${name}`, () => {
+        flags[key] = false;
+      });
+    }
+  });
+}
+
+/** The flags commander did not know, as name → value (the value is only shown, never used). */
+function unknownFlags(args: readonly string[]): Record<string, unknown> {
+  const unknown: Record<string, unknown> = {};
+  let name: string | undefined;
+  for (const arg of args) {
+    if (arg.startsWith('-')) {
+      const [flag, ...value] = arg.replace(/^-+/, '').split('=');
+      name = flag;
+      unknown[name] = value.length > 0 ? value.join('=') : true;
+    } else if (name !== undefined) {
+      unknown[name] = arg;
+      name = undefined;
+    } else {
+      throw new DbcoreError('EUSAGE', `unexpected argument ${JSON.stringify(arg)}: train takes options only (--key value)`);
+    }
+  }
+  return unknown;
+}
+
+function describe(key: TrainOptionKey): string {
+  const meta = metaOf(key);
+  const parts = [meta.help];
+  if (meta.choices) parts.push(`One of: ${meta.choices.join(', ')}.`);
+  if (meta.aliases) parts.push(`Alias: ${meta.aliases.map((a) => `--${a}`).join(', ')}.`);
+  if (meta.unsupported) parts.push(`Not supported: ${meta.unsupported}.`);
+  if (meta.ignored) parts.push(`Ignored: ${meta.ignored}.`);
+  return parts.join(' ');
 }
