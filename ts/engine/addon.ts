@@ -28,6 +28,21 @@ export interface Adam8bitState {
   gnorm_vec?: HostTensor;
 }
 
+/** A diffusers scheduler config (snake_case keys) with the class defaults filled in (ts/sample/schedulers.ts). */
+export type SchedulerOptions = Record<string, number | string | boolean | null | number[]>;
+export type NativeSamplerKind = 'ddpm' | 'ddim' | 'pndm' | 'euler' | 'euler_ancestral' | 'dpmsolver_multistep';
+/** A native sampler; step i uses timesteps()[i]. Multistep samplers need i = 0, 1, 2, … in order. */
+export interface NativeSampler {
+  setTimesteps(numInferenceSteps: number): void;
+  timesteps(): HostTensor;
+  sigmas(): HostTensor | null;
+  initNoiseSigma(): number;
+  needsNoise(): boolean;
+  scaleModelInput(sample: HostTensor, stepIndex: number): HostTensor;
+  /** noise: Philox normal stream positions offset … offset+n-1, required when needsNoise(). */
+  step(modelOutput: HostTensor, stepIndex: number, sample: HostTensor, noise?: { seed: number; offset: number }): HostTensor;
+}
+
 /** Kernel-level functions, exported for tests and benchmarks. */
 export interface NativeOps {
   matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean }): HostTensor;
@@ -80,6 +95,10 @@ export interface NativeOps {
   adam8bitInitState(param: HostTensor, opts?: { optimBits?: 8 | 32; min8bitSize?: number; percentileClipping?: number }): Adam8bitState;
   adam8bitStep(param: HostTensor, grad: HostTensor, state: Adam8bitState, opts: AdamWOptions & { percentileClipping?: number }):
     { gnormScale: number; currentGnorm?: number; clipValue?: number };
+  schedulerTables(config: SchedulerOptions): { betas: HostTensor; alphasCumprod: HostTensor };
+  addNoise(x0: HostTensor, noise: HostTensor, timesteps: HostTensor, config: SchedulerOptions): HostTensor;
+  getVelocity(sample: HostTensor, noise: HostTensor, timesteps: HostTensor, config: SchedulerOptions): HostTensor;
+  samplerCreate(kind: NativeSamplerKind, config: SchedulerOptions): NativeSampler;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }
