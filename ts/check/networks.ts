@@ -1,0 +1,145 @@
+/**
+ * Conformance of the networks against reference files laid out like ../shared/golden's unet_fwd_bwd and
+ * text_encoder_fwd_bwd: inputs are read from the file, the engine runs forward (with intermediate activations)
+ * and backward of loss = sum(output · grad_output), and every output, `act.*` and `grad.*` tensor present in the
+ * file is compared.
+ */
+import { discoverModel, type DiffusersModel } from '../checkpoint/discover';
+import { readSafetensors } from '../checkpoint/safetensors';
+import { loadTextEncoder, loadUNet, type NativeNetwork } from '../engine/networks';
+import { DTYPE_BYTES, asFloat32, type HostTensor } from '../engine/tensor';
+import { DbcoreError } from '../util/errors';
+import { TOLERANCE, absRow, relRow, type CheckRow } from './compare';
+
+export interface NetworkCheckOptions {
+  gradientCheckpointing?: boolean;
+}
+
+class Reference {
+  readonly tensors: Map<string, HostTensor>;
+  constructor(readonly file: string) {
+    this.tensors = readSafetensors(file).tensors;
+  }
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+  /** The named tensor, copied when its bytes are not aligned for native code. */
+  get(name: string): HostTensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new DbcoreError('EFORMAT', `the reference file has no tensor '${name}'`, { file: this.file });
+    return aligned(t);
+  }
+  namesWithPrefix(prefix: string): string[] {
+    return [...this.tensors.keys()].filter((n) => n.startsWith(prefix));
+  }
+}
+
+function aligned(t: HostTensor): HostTensor {
+  const view = t.data as Uint8Array;
+  if (view.byteOffset % DTYPE_BYTES[t.dtype] === 0) return t;
+  return { ...t, data: new Uint8Array(view) };
+}
+
+function diffusersModel(modelDir: string): DiffusersModel {
+  const model = discoverModel(modelDir);
+  if (model.format !== 'diffusers') {
+    throw new DbcoreError('EUNSUPPORTED', 'check needs a diffusers model folder (convert a single file with `dbcore convert`)', { file: modelDir });
+  }
+  return model;
+}
+
+/** Rows for every act.<name> in the reference, matched with the engine's captured activations. */
+function activationRows(ref: Reference, activations: Record<string, HostTensor>): CheckRow[] {
+  return ref.namesWithPrefix('act.').map((key) => {
+    const mine = activations[key.slice(4)];
+    if (!mine) return { name: key, error: Infinity, threshold: TOLERANCE.forward, metric: 'rel', ok: false, detail: 'not produced by the engine' };
+    return relRow(key, mine, ref.get(key), TOLERANCE.forward);
+  });
+}
+
+function parameterGradRows(ref: Reference, net: NativeNetwork, prefix: string, special: (name: string) => CheckRow | undefined): CheckRow[] {
+  const rows: CheckRow[] = [];
+  for (const { name } of net.paramTable()) {
+    const custom = special(name);
+    if (custom) { rows.push(custom); continue; }
+    const key = `${prefix}${name}`;
+    if (ref.has(key)) rows.push(relRow(key, net.getGrad(name), ref.get(key), TOLERANCE.gradient));
+  }
+  return rows;
+}
+
+export async function checkUNet(file: string, modelDir: string, opts: NetworkCheckOptions = {}): Promise<CheckRow[]> {
+  const ref = new Reference(file);
+  const net = loadUNet(diffusersModel(modelDir).components.unet);
+  net.setGradientCheckpointing(!!opts.gradientCheckpointing);
+  const withGrads = ref.has('grad_output');
+  const fwd = await net.forward(ref.get('sample'), ref.get('timestep'), ref.get('encoder_hidden_states'), {
+    forBackward: withGrads, activations: true,
+  });
+  const rows = [relRow('output', fwd.out, ref.get('output'), TOLERANCE.forward), ...activationRows(ref, fwd.activations)];
+  if (!withGrads) return rows;
+  const { dsample, dcontext } = await net.backward(ref.get('grad_output'));
+  if (ref.has('grad.sample')) rows.push(relRow('grad.sample', dsample!, ref.get('grad.sample'), TOLERANCE.gradient));
+  if (ref.has('grad.encoder_hidden_states')) {
+    rows.push(relRow('grad.encoder_hidden_states', dcontext!, ref.get('grad.encoder_hidden_states'), TOLERANCE.gradient));
+  }
+  rows.push(...parameterGradRows(ref, net, 'grad.', () => undefined));
+  return rows;
+}
+
+const TOKEN_EMBEDDING = 'text_model.embeddings.token_embedding.weight';
+/** README: the key-projection bias has a mathematically zero gradient; its stored values are rounding noise. */
+const ZERO_GRAD = /self_attn\.k_proj\.bias$/;
+const ZERO_GRAD_ABS = 1e-6;
+
+export async function checkTextEncoder(file: string, modelDir: string, opts: NetworkCheckOptions = {}): Promise<CheckRow[]> {
+  const ref = new Reference(file);
+  const net = loadTextEncoder(diffusersModel(modelDir).components.text_encoder);
+  net.setGradientCheckpointing(!!opts.gradientCheckpointing);
+  const ids = ref.get('input_ids');
+  const withGrads = ref.has('grad_output');
+  const fwd = await net.forward(ids, { forBackward: withGrads, activations: true });
+  const rows = [relRow('last_hidden_state', fwd.out, ref.get('last_hidden_state'), TOLERANCE.forward),
+    ...activationRows(ref, fwd.activations)];
+  if (ref.has('pooled_output')) rows.push(relRow('pooled_output', pooled(fwd.out, ids), ref.get('pooled_output'), TOLERANCE.forward));
+  if (!withGrads) return rows;
+  await net.backward(ref.get('grad_output'));
+  rows.push(...parameterGradRows(ref, net, 'grad.', (name) => {
+    if (ZERO_GRAD.test(name)) return absRow(`grad.${name}`, net.getGrad(name), ZERO_GRAD_ABS, 'true gradient is 0');
+    if (name === TOKEN_EMBEDDING && ref.has(`grad.${name}.rows`)) return sparseRowsCheck(ref, net, name);
+    return undefined;
+  }));
+  return rows;
+}
+
+/** pooled_output: the hidden state at each prompt's eos (argmax of the ids), as transformers' CLIPTextModel. */
+function pooled(hidden: HostTensor, ids: HostTensor): Float32Array {
+  const [B, T, C] = hidden.shape;
+  const h = asFloat32(hidden), id = new Int32Array((ids.data as Uint8Array).buffer, (ids.data as Uint8Array).byteOffset, B * T);
+  const out = new Float32Array(B * C);
+  for (let b = 0; b < B; b++) {
+    let arg = 0;
+    for (let t = 1; t < T; t++) if (id[b * T + t] > id[b * T + arg]) arg = t;
+    out.set(h.subarray((b * T + arg) * C, (b * T + arg + 1) * C), b * C);
+  }
+  return out;
+}
+
+/** The token-embedding gradient is sparse: stored rows must match, every other row must be exactly zero. */
+function sparseRowsCheck(ref: Reference, net: NativeNetwork, name: string): CheckRow {
+  const grad = asFloat32(net.getGrad(name));
+  const rowsT = ref.get(`grad.${name}.rows`);
+  const rowIds = new Int32Array((rowsT.data as Uint8Array).buffer, (rowsT.data as Uint8Array).byteOffset, rowsT.shape[0]);
+  const width = grad.length / net.paramTable().find((p) => p.name === name)!.shape[0];
+  const mine = new Float32Array(rowIds.length * width);
+  rowIds.forEach((r, i) => mine.set(grad.subarray(r * width, (r + 1) * width), i * width));
+  const row = relRow(`grad.${name}`, mine, ref.get(`grad.${name}.values`), TOLERANCE.gradient);
+  const listed = new Set(rowIds);
+  let strayRows = 0;
+  for (let r = 0; r < grad.length / width; r++) {
+    if (listed.has(r)) continue;
+    for (let c = 0; c < width; c++) if (grad[r * width + c] !== 0) { strayRows++; break; }
+  }
+  if (strayRows > 0) return { ...row, ok: false, detail: `${strayRows} row(s) outside the used ids are non-zero` };
+  return { ...row, detail: `${rowIds.length} rows; all others exactly 0` };
+}
