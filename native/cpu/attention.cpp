@@ -23,10 +23,10 @@ namespace dbcore::cpu {
 
 namespace {
 
-constexpr int kFwdQueryTile = 64;
+constexpr int kFwdQueryTile = 128;
 constexpr int kFwdKeyTile = 256;
 constexpr int kBwdQueryTile = 64;
-constexpr int kBwdKeyTile = 128;
+constexpr int kBwdKeyTile = 256;
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -62,6 +62,21 @@ int visible_keys(int query, int first_key, int cols, bool causal) {
   return std::clamp(query - first_key + 1, 0, cols);
 }
 
+// max_j x_j over n ≥ 1 values, in 8 independent lanes (GCC leaves a max reduction scalar without -ffast-math;
+// `a > b ? a : b` is exactly vmaxps, so the lanes vectorize).
+DBCORE_INLINE float row_max(const float* x, int n) {
+  constexpr int kLanes = 8;
+  float lane[kLanes];
+  for (int u = 0; u < kLanes; ++u) lane[u] = x[0];
+  int j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int u = 0; u < kLanes; ++u) lane[u] = x[j + u] > lane[u] ? x[j + u] : lane[u];
+  float mx = x[0];
+  for (int u = 0; u < kLanes; ++u) mx = lane[u] > mx ? lane[u] : mx;
+  for (; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
+  return mx;
+}
+
 // One block of the online softmax (FlashAttention-2 Alg. 1, lines 8-10). s (rows, lds) holds scale·Q Kᵀ and is
 // turned into P in place: for row r, m' = max(m_r, max_j s_rj), p_rj = exp(s_rj − m'), masked p_rj = 0,
 // l_r = exp(m_r − m')·l_r + Σ_j p_rj, and the output accumulator row is rescaled by exp(m_r − m').
@@ -73,9 +88,7 @@ void online_softmax_block(float* s, float* m, float* l, float* acc, int rows, in
     int n = visible_keys(first_query + r, first_key, cols, causal);
     std::fill(row + n, row + cols, 0.f);
     if (n == 0) continue;
-    float mx = m[r];
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+    const float mx = std::max(m[r], row_max(row, n));
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < n; ++j) {
