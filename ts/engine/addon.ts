@@ -5,6 +5,13 @@
 import path from 'path';
 import type { HostTensor } from './tensor';
 
+/** Options of ops.attention / ops.attentionBackward: causal masks keys j > i (needs Tq = Tk). */
+export interface AttentionOptions {
+  heads: number;
+  scale?: number;
+  causal?: boolean;
+}
+
 /** Kernel-level functions, exported for tests and benchmarks. */
 export interface NativeOps {
   matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean }): HostTensor;
@@ -15,6 +22,21 @@ export interface NativeOps {
   sum(x: HostTensor): number;
   randn(shape: number[], seed: number, offset?: number): HostTensor;
   rand(shape: number[], seed: number, offset?: number): HostTensor;
+  /** Fused attention; q (B, Tq, NH·D), k and v (B, Tk, NH·D); lse (B, NH, Tq); scale defaults to 1/√D. */
+  attention(q: HostTensor, k: HostTensor, v: HostTensor, opts: AttentionOptions): { out: HostTensor; lse: HostTensor };
+  attentionBackward(
+    dout: HostTensor, q: HostTensor, k: HostTensor, v: HostTensor, out: HostTensor, lse: HostTensor,
+    opts: AttentionOptions,
+  ): { dq: HostTensor; dk: HostTensor; dv: HostTensor };
+  silu(x: HostTensor): HostTensor;
+  siluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  gelu(x: HostTensor): HostTensor;
+  geluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  quickGelu(x: HostTensor): HostTensor;
+  quickGeluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  /** x (…, 2F) = [hidden | gate] → hidden · gelu(gate) (…, F). */
+  geglu(x: HostTensor): HostTensor;
+  gegluBackward(dy: HostTensor, x: HostTensor): HostTensor;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }
