@@ -12,8 +12,15 @@ int num_threads();
 
 // Hot loops are compiled twice, for the x86-64 baseline and for AVX2+FMA, and the loader picks the clone the
 // CPU supports (GCC/Clang function multiversioning). Elsewhere the macro is empty and the baseline is used.
+// The clone is named by ISA level, not by CPU: "arch=haswell" dispatches on __builtin_cpu_is("haswell"), so every
+// AMD and every later Intel CPU got the baseline. GCC 12 dispatches "arch=x86-64-v3" (AVX2, FMA, …) on features;
+// older compilers get plain "avx2" (no FMA contraction, still 8-wide).
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
-#define DBCORE_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#if defined(__clang__) || __GNUC__ < 12
+#define DBCORE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DBCORE_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
 #else
 #define DBCORE_SIMD_CLONES
 #endif

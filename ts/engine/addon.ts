@@ -43,6 +43,13 @@ export interface NativeSampler {
   step(modelOutput: HostTensor, stepIndex: number, sample: HostTensor, noise?: { seed: number; offset: number }): HostTensor;
 }
 
+/** Options of ops.attention / ops.attentionBackward: causal masks keys j > i (needs Tq = Tk). */
+export interface AttentionOptions {
+  heads: number;
+  scale?: number;
+  causal?: boolean;
+}
+
 /** Kernel-level functions, exported for tests and benchmarks. */
 export interface NativeOps {
   matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean }): HostTensor;
@@ -99,6 +106,21 @@ export interface NativeOps {
   addNoise(x0: HostTensor, noise: HostTensor, timesteps: HostTensor, config: SchedulerOptions): HostTensor;
   getVelocity(sample: HostTensor, noise: HostTensor, timesteps: HostTensor, config: SchedulerOptions): HostTensor;
   samplerCreate(kind: NativeSamplerKind, config: SchedulerOptions): NativeSampler;
+  /** Fused attention; q (B, Tq, NH·D), k and v (B, Tk, NH·D); lse (B, NH, Tq); scale defaults to 1/√D. */
+  attention(q: HostTensor, k: HostTensor, v: HostTensor, opts: AttentionOptions): { out: HostTensor; lse: HostTensor };
+  attentionBackward(
+    dout: HostTensor, q: HostTensor, k: HostTensor, v: HostTensor, out: HostTensor, lse: HostTensor,
+    opts: AttentionOptions,
+  ): { dq: HostTensor; dk: HostTensor; dv: HostTensor };
+  silu(x: HostTensor): HostTensor;
+  siluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  gelu(x: HostTensor): HostTensor;
+  geluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  quickGelu(x: HostTensor): HostTensor;
+  quickGeluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  /** x (…, 2F) = [hidden | gate] → hidden · gelu(gate) (…, F). */
+  geglu(x: HostTensor): HostTensor;
+  gegluBackward(dy: HostTensor, x: HostTensor): HostTensor;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }

@@ -1,0 +1,64 @@
+// Branch-free float math that the compiler vectorizes inside `#pragma omp simd` loops (glibc's expf is a
+// scalar call there unless -ffast-math is on). Used by the attention softmax and the sigmoid activations.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+// Forced inline: the kernels that call these are compiled per ISA (DBCORE_SIMD_CLONES), and GCC does not
+// inline a plain function into a clone with a different target, which would keep the loop scalar.
+#if defined(__GNUC__) || defined(__clang__)
+#define DBCORE_INLINE inline __attribute__((always_inline))
+#else
+#define DBCORE_INLINE inline
+#endif
+
+namespace dbcore::cpu {
+
+// cond ? a : b computed with bit masks. A plain ?: on a clamped input lets GCC thread the branches into
+// separate constant paths, which stops the loop from being vectorized.
+DBCORE_INLINE float select_bits(bool cond, float a, float b) {
+  int32_t ia, ib, mask = -static_cast<int32_t>(cond);
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  int32_t r = (ia & mask) | (ib & ~mask);
+  float out;
+  std::memcpy(&out, &r, 4);
+  return out;
+}
+
+// exp(x) for float x, relative error ≤ 2 ulp on [-87, 88]; exactly 0 below -87.3 (so exp(-inf) = 0, which the
+// masked attention scores rely on); saturates at exp(88.7) above. Cephes expf: x = n·ln2 + r with |r| ≤ ln2/2,
+// exp(r) by a degree-7 polynomial, 2^n put into the exponent bits.
+DBCORE_INLINE float fast_exp(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;
+  float xc = select_bits(x < lo, lo, select_bits(x > hi, hi, x));
+  // n = round(x / ln2) by the 1.5·2^23 trick: the sum's low mantissa bits hold n.
+  const float shifter = 12582912.f;
+  float t = xc * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  int32_t tbits;
+  std::memcpy(&tbits, &t, 4);
+  int32_t ni = tbits - 0x4B400000;
+  float r = xc - n * 0.693359375f;  // ln2 split in a high part exact in float and a low correction
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * r * r + r + 1.f;
+  // 2^n via the exponent field; n ∈ [-126, 128] is applied in two halves so each factor is a normal float.
+  int32_t half = ni >> 1;
+  int32_t b1 = (half + 127) << 23, b2 = (ni - half + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  y = y * s1 * s2;
+  return select_bits(x < lo, 0.f, y);
+}
+
+// σ(x) = 1 / (1 + e^{-x}).
+DBCORE_INLINE float fast_sigmoid(float x) { return 1.f / (1.f + fast_exp(-x)); }
+
+}  // namespace dbcore::cpu
