@@ -18,7 +18,12 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return entries_[it->second];
 }
 
-ParamStore::ParamStore(ParamTable table) : table_(std::move(table)), params_(table_.total(), 0.f) {}
+ParamStore::ParamStore(ParamTable table) : table_(std::move(table)) {}
+
+float* ParamStore::params() {
+  if (params_.empty() && table_.total() > 0) params_.assign(table_.total(), 0.f);
+  return params_.data();
+}
 
 float* ParamStore::grads() {
   if (grads_.empty()) grads_.assign(table_.total(), 0.f);

@@ -32,16 +32,17 @@ class ParamTable {
   int64_t total_ = 0;
 };
 
-// A parameter block laid out by a table, with its gradient block (allocated on demand).
+// A parameter block laid out by a table, with its gradient block. Both are allocated on first use, so a network
+// can be built just to read its table (e.g. to count SD 1.5's parameters) without its 3.4 GB of weights.
 class ParamStore {
  public:
   explicit ParamStore(ParamTable table);
   const ParamTable& table() const { return table_; }
-  float* params() { return params_.data(); }
+  float* params();
   float* grads();  // allocates the gradient block (zeroed) on first use
   bool has_grads() const { return !grads_.empty(); }
   void zero_grads();
-  float* param(int64_t offset) { return params_.data() + offset; }
+  float* param(int64_t offset) { return params() + offset; }
   float* grad(int64_t offset) { return grads() + offset; }
 
  private:

@@ -5,5 +5,6 @@ import { sampleCommand } from './sample';
 import { convertCommand } from './convert';
 import { inspectCommand } from './inspect';
 import { tokenizeCommand } from './tokenize';
+import { checkCommand } from './check';
 
-export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand, tokenizeCommand];
+export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand, tokenizeCommand, checkCommand];
