@@ -20,8 +20,20 @@ namespace dbcore::js {
 using Captured = std::map<std::string, std::pair<Shape, std::vector<float>>>;
 Napi::Object captured_to_js(Napi::Env env, const Captured& captured);
 
+// What another native object (the Trainer) needs of a network object it uses: marking it busy while it works.
+class NetworkHandle {
+ public:
+  virtual ~NetworkHandle() = default;
+  bool busy() const { return busy_; }
+  void set_busy(bool busy) { busy_ = busy; }
+  void check_idle() const { DBCORE_CHECK(!busy_, "EBUSY", "another call on this network is still running (await it)"); }
+
+ protected:
+  bool busy_ = false;
+};
+
 template <typename Derived, typename Model>
-class NetworkWrap : public Napi::ObjectWrap<Derived> {
+class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
  public:
   using Base = NetworkWrap<Derived, Model>;
   using Method = Napi::Value (Derived::*)(const Napi::CallbackInfo&);
@@ -44,14 +56,29 @@ class NetworkWrap : public Napi::ObjectWrap<Derived> {
       Method dispatch = static_cast<Method>(&Base::dispatch);
       props.push_back(Napi::ObjectWrap<Derived>::InstanceMethod(n, dispatch, napi_default, owned.back().get()));
     }
-    return Napi::ObjectWrap<Derived>::DefineClass(env, name, props);
+    Napi::Function ctor = Napi::ObjectWrap<Derived>::DefineClass(env, name, props);
+    constructor() = Napi::Persistent(ctor);
+    constructor().SuppressDestruct();
+    return ctor;
   }
 
- protected:
-  std::unique_ptr<Model> model_;
-  bool busy_ = false;
+  // The wrapper behind a JS value, checked to be an instance of this class (never a blind unwrap).
+  static Derived* unwrap_checked(const Napi::Value& value, const char* what) {
+    DBCORE_CHECK(value.IsObject() && !constructor().IsEmpty() && value.As<Napi::Object>().InstanceOf(constructor().Value()),
+                 "EINVAL", "%s must be a %s object", what, Derived::kClassName);
+    Derived* d = Napi::ObjectWrap<Derived>::Unwrap(value.As<Napi::Object>());
+    DBCORE_CHECK(d && d->model_, "ESTATE", "%s is not initialized", what);
+    return d;
+  }
+  Model& model() { return *model_; }
 
-  void check_idle() const { DBCORE_CHECK(!busy_, "EBUSY", "another call on this network is still running (await it)"); }
+  std::unique_ptr<Model> model_;
+
+ protected:
+  static Napi::FunctionReference& constructor() {
+    static Napi::FunctionReference ref;
+    return ref;
+  }
 
   // Queues `work`; busy until it settles. `keep` lists the JS values whose memory the work uses.
   Napi::Promise queue(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> finish,

@@ -10,6 +10,7 @@
 #include "js_tensor.h"
 #include "model/scheduler.h"
 #include "registry.h"
+#include "scheduler_config.h"
 
 namespace dbcore::js {
 namespace {
@@ -123,7 +124,9 @@ const std::map<std::string, Setter>& config_setters() {
   return setters;
 }
 
-SchedulerConfig config_from_js(const Napi::Value& value, const char* what) {
+}  // namespace
+
+SchedulerConfig scheduler_config_from_js(const Napi::Value& value, const char* what) {
   SchedulerConfig cfg;
   if (value.IsUndefined()) return cfg;
   DBCORE_CHECK(value.IsObject() && !value.IsArray(), "EINVAL", "%s must be a scheduler config object", what);
@@ -139,6 +142,8 @@ SchedulerConfig config_from_js(const Napi::Value& value, const char* what) {
   }
   return cfg;
 }
+
+namespace {
 
 Napi::Object f32_vector_to_js(Napi::Env env, const std::vector<float>& v) {
   JsTensor t = new_js_tensor(env, DType::F32, {int64_t(v.size())});
@@ -163,7 +168,7 @@ NoiseArgs noise_args(const Napi::CallbackInfo& info, const char* fn, const char*
   a.M = a.B ? a.x.numel() / a.B : 0;
   DBCORE_CHECK(a.timesteps.dim(0) == a.B, "ESHAPE", "%s: timesteps has %lld entries for a batch of %lld", fn,
                (long long)a.timesteps.dim(0), (long long)a.B);
-  a.tables = sched::make_tables(config_from_js(info[3], "config"));
+  a.tables = sched::make_tables(scheduler_config_from_js(info[3], "config"));
   return a;
 }
 
@@ -232,7 +237,7 @@ Napi::Value scale_model_input_js(const Napi::CallbackInfo& info, sched::Sampler&
 
 // ops.schedulerTables(config) → {betas: F32[T], alphasCumprod: F32[T]}
 DBCORE_OP(schedulerTables) {
-  sched::Tables t = sched::make_tables(config_from_js(info[0], "config"));
+  sched::Tables t = sched::make_tables(scheduler_config_from_js(info[0], "config"));
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("betas", f32_vector_to_js(info.Env(), t.betas));
   out.Set("alphasCumprod", f32_vector_to_js(info.Env(), t.alphas_cumprod));
@@ -263,7 +268,7 @@ DBCORE_OP(samplerCreate) {
   DBCORE_CHECK(info.Length() >= 1 && info[0].IsString(), "EINVAL",
                "samplerCreate: argument 1 (kind) must be a string such as 'ddim'");
   sched::SamplerKind kind = sched::parse_sampler_kind(info[0].As<Napi::String>().Utf8Value());
-  SamplerPtr s = sched::make_sampler(kind, config_from_js(info.Length() > 1 ? info[1] : info.Env().Undefined(), "config"));
+  SamplerPtr s = sched::make_sampler(kind, scheduler_config_from_js(info.Length() > 1 ? info[1] : info.Env().Undefined(), "config"));
   Napi::Env env = info.Env();
   Napi::Object h = Napi::Object::New(env);
   h.Set("setTimesteps", bind_method(env, "setTimesteps", s, [](const Napi::CallbackInfo& i, sched::Sampler& s) {

@@ -2,7 +2,7 @@
 //   forward(ids I32 (B, T), {clipSkip = 1, forBackward = false, activations = false}) → Promise<{out, activations}>
 //   backward(dout F32 (B, T, C)) → Promise<void> (parameter gradients +=)
 #include "model/clip_text.h"
-#include "network_wrap.h"
+#include "networks.h"
 
 namespace dbcore::js {
 namespace {
@@ -23,6 +23,7 @@ ClipTextConfig clip_config_from_js(const Napi::Object& o) {
 
 class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
  public:
+  static constexpr const char* kClassName = "TextEncoder";
   static Napi::Function define(Napi::Env env) {
     return Base::define(env, "TextEncoder",
                         {{"forward", &TextEncoderWrap::forward}, {"backward", &TextEncoderWrap::backward}});
@@ -91,6 +92,15 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
   Shape last_shape_;  // (B, T, C) of the last forward kept for backward
   Napi::Reference<Napi::Value> keep_ids_;
 };
+
+}  // namespace
+
+NetworkRef<ClipTextModel> text_encoder_from_js(const Napi::Value& value, const char* what) {
+  TextEncoderWrap* w = TextEncoderWrap::unwrap_checked(value, what);
+  return {&w->model(), w};
+}
+
+namespace {
 
 ClassRegistration text_encoder_class("TextEncoder", &TextEncoderWrap::define);
 

@@ -4,7 +4,7 @@
 //   backward(dout F32 (N, out, H, W), {inputGrads = true}) → Promise<{dsample, dcontext}> (parameter gradients +=)
 // The config is the resolved one of ts/engine/unet-config.ts (per-block lists, heads resolved).
 #include "model/unet.h"
-#include "network_wrap.h"
+#include "networks.h"
 
 namespace dbcore::js {
 namespace {
@@ -55,6 +55,7 @@ UNetConfig unet_config_from_js(const Napi::Object& o) {
 
 class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
  public:
+  static constexpr const char* kClassName = "UNet";
   static Napi::Function define(Napi::Env env) {
     return Base::define(env, "UNet", {{"forward", &UNetWrap::forward}, {"backward", &UNetWrap::backward}});
   }
@@ -154,6 +155,15 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
   Shape last_out_shape_, sample_shape_, context_shape_;
   std::vector<Napi::Reference<Napi::Value>> kept_inputs_;
 };
+
+}  // namespace
+
+NetworkRef<UNet> unet_from_js(const Napi::Value& value, const char* what) {
+  UNetWrap* w = UNetWrap::unwrap_checked(value, what);
+  return {&w->model(), w};
+}
+
+namespace {
 
 ClassRegistration unet_class("UNet", &UNetWrap::define);
 

@@ -6,8 +6,9 @@ import { loadTokenizer } from '../tokenizer';
 import { DbcoreError } from '../util/errors';
 import type { CheckRow } from './compare';
 import { checkTextEncoder, checkUNet } from './networks';
+import { checkTrainStep } from './train-step';
 
-export const CHECK_KINDS = ['unet', 'text_encoder', 'tokenizer'] as const;
+export const CHECK_KINDS = ['unet', 'text_encoder', 'tokenizer', 'train_step'] as const;
 export type CheckKind = (typeof CHECK_KINDS)[number];
 
 export interface CheckOptions {
@@ -23,6 +24,8 @@ export async function runCheck(kind: string, file: string, opts: CheckOptions): 
       return checkTextEncoder(file, opts.model, opts);
     case 'tokenizer':
       return checkTokenizerKind(file, opts.model);
+    case 'train_step':
+      return checkTrainStep(file, opts.model);
     default:
       throw new DbcoreError('EUSAGE', `unknown check kind '${kind}' (one of ${CHECK_KINDS.join(', ')})`);
   }

@@ -99,6 +99,16 @@ const TOKEN_EMBEDDING = 'text_model.embeddings.token_embedding.weight';
 const ZERO_GRAD = /self_attn\.k_proj\.bias$/;
 const ZERO_GRAD_REL_TO_Q = 1e-5;
 
+/** The row for a key-projection bias gradient, bounded relative to the same layer's q_proj.bias gradient. */
+export function zeroGradientRow(label: string, net: NativeNetwork, name: string): CheckRow {
+  const scale = maxAbs(asFloat32(net.getGrad(name.replace('k_proj', 'q_proj'))));
+  return absRow(label, net.getGrad(name), ZERO_GRAD_REL_TO_Q * scale, 'true gradient is 0');
+}
+
+export function isZeroGradientParam(name: string): boolean {
+  return ZERO_GRAD.test(name);
+}
+
 export async function checkTextEncoder(file: string, modelDir: string, opts: NetworkCheckOptions = {}): Promise<CheckRow[]> {
   const ref = new Reference(file);
   const net = loadTextEncoder(diffusersModel(modelDir).components.text_encoder);
@@ -112,10 +122,7 @@ export async function checkTextEncoder(file: string, modelDir: string, opts: Net
   if (!withGrads) return rows;
   await net.backward(ref.get('grad_output'));
   rows.push(...parameterGradRows(ref, net, 'grad.', (name) => {
-    if (ZERO_GRAD.test(name)) {
-      const scale = maxAbs(asFloat32(net.getGrad(name.replace('k_proj', 'q_proj'))));
-      return absRow(`grad.${name}`, net.getGrad(name), ZERO_GRAD_REL_TO_Q * scale, 'true gradient is 0');
-    }
+    if (ZERO_GRAD.test(name)) return zeroGradientRow(`grad.${name}`, net, name);
     if (name === TOKEN_EMBEDDING && ref.has(`grad.${name}.rows`)) return sparseRowsCheck(ref, net, name);
     return undefined;
   }));

@@ -21,6 +21,11 @@ export function buildProgram(): Command {
 
 /** Runs the CLI on `argv` (process.argv layout) and resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // `dbcore … | head` closes stdout early: stop quietly instead of crashing on EPIPE.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await buildProgram().parseAsync(argv);
     return 0;

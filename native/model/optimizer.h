@@ -1,0 +1,68 @@
+// The optimizer over a set of parameter tensors: global gradient-norm clipping (torch clip_grad_norm_) and
+// AdamW, either fp32 (torch.optim.AdamW) or bitsandbytes-compatible 8-bit (bnb.optim.AdamW8bit: blockwise
+// uint8 states for tensors of ≥ 4096 elements, float32 states below). States are allocated once, at creation.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "cpu/optim.h"
+
+namespace dbcore {
+
+struct OptimizerConfig {
+  enum class Kind { AdamW, AdamW8bit } kind = Kind::AdamW;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
+};
+
+// One parameter tensor the optimizer updates in place, with its gradient.
+struct OptimizedTensor {
+  std::string name;
+  float* param;
+  float* grad;
+  int64_t n;
+};
+
+// A named state buffer, for saving and resuming (names "<param>.state1", ".state2", ".absmax1", …, as
+// bitsandbytes' state dict; fp32 AdamW uses "<param>.exp_avg" / ".exp_avg_sq" as torch does).
+struct StateBuffer {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  void* data;
+};
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors);
+
+  // Scales the gradients of the tensors whose `active` flag is set so their global L2 norm is at most
+  // max_norm (max_norm <= 0: measure only). Returns the norm before clipping and the factor applied.
+  cpu::ClipResult clip_gradients(double max_norm);
+  // One update of every active tensor with learning rate lr; the step count advances.
+  void step(double lr);
+  void zero_grad();
+  // Tensors whose name starts with `prefix` stop (or resume) being clipped and updated.
+  void set_active(const std::string& prefix, bool active);
+
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+  std::vector<StateBuffer> state_buffers();
+  size_t state_bytes() const;
+
+ private:
+  struct State {
+    std::vector<float> m, v;                // fp32 states (AdamW, or 8-bit's small tensors)
+    std::vector<uint8_t> code1, code2;      // 8-bit states
+    std::vector<float> absmax1, absmax2;
+    bool eight_bit = false;
+    bool active = true;
+  };
+  OptimizerConfig cfg_;
+  std::vector<OptimizedTensor> tensors_;
+  std::vector<State> states_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace dbcore

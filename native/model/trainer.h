@@ -1,0 +1,87 @@
+// One DreamBooth / fine-tuning step (ref: diffusers examples/dreambooth/train_dreambooth.py):
+//   noise ~ N(0, I), t ~ U{0 … T-1}, noisy = add_noise(latents, noise, t), pred = unet(noisy, t, context),
+//   target = noise (epsilon) or get_velocity(latents, noise, t) (v_prediction),
+//   loss = mse(pred[:n], target[:n]) + prior_loss_weight · mse(pred[n:], target[n:])   (prior preservation)
+//   with context = text_encoder(input_ids) when the text encoder trains, else the cached embeddings.
+// accumulate() adds the gradients of loss / gradient_accumulation_steps (as accelerate scales it); apply()
+// clips the global gradient norm, runs the optimizer and zeroes the gradients.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "clip_text.h"
+#include "optimizer.h"
+#include "scheduler.h"
+#include "unet.h"
+
+namespace dbcore {
+
+struct TrainerConfig {
+  sched::SchedulerConfig noise_schedule;  // DDPM tables and prediction_type
+  float prior_loss_weight = 1.f;
+  int gradient_accumulation_steps = 1;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  OptimizerConfig optimizer;
+  uint64_t seed = 0;
+  int clip_skip = 1;
+  bool train_text_encoder = false;
+};
+
+// A batch: rows [0, n_instance) are instance examples, rows [n_instance, B) class (prior) examples.
+struct TrainBatch {
+  const float* latents = nullptr;       // (B, C, H, W), already × the VAE's scaling factor
+  int B = 0, C = 0, H = 0, W = 0;
+  const float* context = nullptr;       // (B, S, D) cached text embeddings, when the text encoder is frozen
+  int S = 0;
+  const int32_t* input_ids = nullptr;   // (B, T) when the text encoder trains
+  int T = 0;
+  const float* noise = nullptr;         // optional (B, C, H, W); else drawn from the seeded generator
+  const int32_t* timesteps = nullptr;   // optional (B); else drawn from the seeded generator
+  int n_instance = 0;
+};
+
+struct StepStats {
+  double loss = 0, instance_loss = 0, prior_loss = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& config);
+
+  // Forward and backward of one batch; parameter gradients +=. pred_out / dpred_out (B, C, H, W) receive the
+  // UNet's prediction and d loss / d prediction when non-null.
+  StepStats accumulate(const TrainBatch& batch, float* pred_out = nullptr, float* dpred_out = nullptr);
+  cpu::ClipResult apply(double lr);
+  // Stops (or resumes) training the text encoder (stop_text_encoder_training): its backward and updates stop.
+  void set_train_text_encoder(bool on);
+  // Throws EINVAL when the batch lacks what the current configuration needs (called again by accumulate()).
+  void check_batch(const TrainBatch& b) const;
+
+  Optimizer& optimizer() { return *optimizer_; }
+  const TrainerConfig& config() const { return cfg_; }
+  // Generator positions, saved with the training state so a resumed run draws the same numbers.
+  uint64_t noise_offset() const { return noise_offset_; }
+  uint64_t timestep_offset() const { return timestep_offset_; }
+  void set_offsets(uint64_t noise, uint64_t timesteps) {
+    noise_offset_ = noise;
+    timestep_offset_ = timesteps;
+  }
+
+ private:
+  const float* text_context(const TrainBatch& b);
+  double loss_and_grad(const float* pred, const float* target, float* dpred, int64_t rows_begin, int64_t rows_end,
+                       int64_t per_row, float weight);
+
+  UNet& unet_;
+  ClipTextModel* te_;
+  TrainerConfig cfg_;
+  sched::Tables tables_;
+  std::unique_ptr<Optimizer> optimizer_;
+  bool te_training_ = false;
+  uint64_t noise_offset_ = 0, timestep_offset_ = 0;
+  std::vector<float> noise_, noisy_, pred_, target_, dpred_, context_, dcontext_, tsf_;
+  std::vector<int32_t> t_;
+};
+
+}  // namespace dbcore

@@ -1,0 +1,97 @@
+/**
+ * Golden parity of the training step (README §6): DreamBooth with prior preservation, base, train_text_encoder
+ * and v_prediction variants, three AdamW steps each, through the same code path as `dbcore check train_step`.
+ */
+import path from 'path';
+import { worstFirst } from '../../ts/check/compare';
+import { checkTrainStep } from '../../ts/check/train-step';
+import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
+import { loadUNet } from '../../ts/engine/networks';
+import { createTrainer } from '../../ts/engine/trainer';
+import { asFloat32 } from '../../ts/engine/tensor';
+import { trainingNoiseSchedule } from '../../ts/train/noise-schedule';
+import { FIXTURES, readGolden } from '../helpers/golden';
+
+const MODEL = path.join(FIXTURES, 'tiny-sd');
+
+test('train step: losses, prediction, gradients, norms and parameters after 1 and 3 steps match the reference', async () => {
+  const rows = await checkTrainStep(path.join(FIXTURES, 'train_step.safetensors'), MODEL);
+  const failed = rows.filter((r) => !r.ok);
+  expect(failed.map((r) => `${r.name}: ${r.error.toExponential(2)} > ${r.threshold}`)).toEqual([]);
+  for (const variant of ['base.', 'train_text_encoder.', 'v_prediction.']) {
+    expect(rows.some((r) => r.name.startsWith(`${variant}step3.loss`))).toBe(true);
+  }
+  expect(rows.filter((r) => r.name.startsWith('unet_after_3.'))).toHaveLength(304);
+  const worst = worstFirst(rows.filter((r) => r.metric === 'rel' && Number.isFinite(r.threshold)))[0];
+  console.log(`train step: ${rows.length} rows, worst ${worst.name} ${worst.error.toExponential(2)} (threshold ${worst.threshold})`);
+});
+
+function tinyTrainer(opts: { accumulation?: number; kind?: 'adamw' | 'adamw8bit'; seed?: number } = {}) {
+  const model = discoverModel(MODEL) as DiffusersModel;
+  const unet = loadUNet(model.components.unet);
+  const trainer = createTrainer({
+    unet, scheduler: trainingNoiseSchedule(model.components.scheduler.config), seed: opts.seed ?? 7,
+    gradientAccumulationSteps: opts.accumulation ?? 1, optimizer: { kind: opts.kind ?? 'adamw' },
+  });
+  return { unet, trainer };
+}
+
+const golden = readGolden('train_step.safetensors');
+const batch = () => ({ latents: golden.tensor('latents'), context: golden.tensor('encoder_hidden_states'), nInstance: 2 });
+
+test('noise and timesteps drawn from the seeded generator: same seed, same run; state restores the stream', async () => {
+  const a = tinyTrainer(), b = tinyTrainer();
+  const la = await a.trainer.accumulate(batch()), lb = await b.trainer.accumulate(batch());
+  expect(la.loss).toBe(lb.loss);
+  const c = tinyTrainer({ seed: 8 });
+  expect((await c.trainer.accumulate(batch())).loss).not.toBe(la.loss);
+  const saved = a.trainer.state();
+  const next = await a.trainer.accumulate(batch());
+  const d = tinyTrainer();
+  d.trainer.setState(saved);
+  expect((await d.trainer.accumulate(batch())).loss).toBe(next.loss);
+});
+
+test('gradient accumulation: two half-weighted batches give the gradient of their mean', async () => {
+  const b1 = { ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') };
+  const one = tinyTrainer();
+  await one.trainer.accumulate(b1);
+  const g1 = asFloat32(one.unet.getGrad('conv_in.weight')).slice();
+  const two = tinyTrainer({ accumulation: 2 });
+  await two.trainer.accumulate(b1);
+  await two.trainer.accumulate(b1);
+  const g2 = asFloat32(two.unet.getGrad('conv_in.weight'));
+  g2.forEach((v, i) => expect(v).toBeCloseTo(g1[i], 5));
+  await two.trainer.apply(1e-4);
+  expect(asFloat32(two.unet.getGrad('conv_in.weight')).every((v) => v === 0)).toBe(true);
+});
+
+test('8-bit AdamW trains the tiny UNet and its state round-trips', async () => {
+  const { trainer } = tinyTrainer({ kind: 'adamw8bit' });
+  const first = await trainer.accumulate(batch());
+  await trainer.apply(1e-3);
+  const state = trainer.optimizerState();
+  expect(state.some((s) => s.name.endsWith('.absmax1') && s.dtype === 'F32')).toBe(true);
+  expect(state.some((s) => s.name.endsWith('.state1') && s.dtype === 'U8')).toBe(true);
+  const other = tinyTrainer({ kind: 'adamw8bit' });
+  other.trainer.loadOptimizerState(state);
+  expect(other.trainer.optimizerState().map((s) => Buffer.from(s.data as ArrayBuffer).equals(Buffer.from(state.find((t) => t.name === s.name)!.data as ArrayBuffer)))).not.toContain(false);
+  expect(() => other.trainer.loadOptimizerState(state.slice(1))).toThrow(/buffers/);
+  for (let i = 0; i < 5; i++) {
+    await trainer.accumulate({ ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') });
+    await trainer.apply(1e-3);
+  }
+  const last = await trainer.accumulate({ ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') });
+  expect(Number.isFinite(last.loss)).toBe(true);
+  expect(first.loss).toBeGreaterThan(0);
+});
+
+test('the trainer rejects bad batches and marks its networks busy while it works', async () => {
+  const { unet, trainer } = tinyTrainer();
+  expect(() => trainer.accumulate({ latents: golden.tensor('noise') })).toThrow(/context/);
+  expect(() => trainer.accumulate({ ...batch(), nInstance: 9 })).toThrow(/instance rows/);
+  expect(() => trainer.apply(Number.NaN)).toThrow(/finite/);
+  const pending = trainer.accumulate(batch());
+  expect(() => unet.zeroGrad()).toThrow(/still running/);
+  await pending;
+});

@@ -1,0 +1,64 @@
+/** Typed access to the native Trainer (native/bindings/trainer.cpp). */
+import { loadAddon } from './addon';
+import type { NativeTextEncoder, NativeUNet } from './networks';
+import type { HostTensor } from './tensor';
+
+export interface TrainerOptions {
+  unet: NativeUNet;
+  textEncoder?: NativeTextEncoder;
+  /** Noise schedule: the DDPM fields of scheduler_config.json plus prediction_type (ts/train/noise-schedule.ts). */
+  scheduler: Record<string, unknown>;
+  priorLossWeight?: number;
+  gradientAccumulationSteps?: number;
+  maxGradNorm?: number;
+  optimizer?: { kind?: 'adamw' | 'adamw8bit'; beta1?: number; beta2?: number; eps?: number; weightDecay?: number };
+  seed?: number;
+  clipSkip?: number;
+  trainTextEncoder?: boolean;
+}
+
+export interface TrainBatch {
+  /** (B, 4, h, w), already × the VAE's scaling factor. */
+  latents: HostTensor;
+  /** (B, S, D) cached text embeddings (text encoder frozen). */
+  context?: HostTensor;
+  /** (B, 77) token ids (text encoder training). */
+  inputIds?: HostTensor;
+  noise?: HostTensor;
+  timesteps?: HostTensor;
+  /** Rows [0, nInstance) are instance examples, the rest class (prior) examples. */
+  nInstance?: number;
+}
+
+export interface AccumulateResult {
+  loss: number;
+  instanceLoss: number;
+  priorLoss: number;
+  prediction?: HostTensor;
+  dprediction?: HostTensor;
+}
+
+export interface TrainerState {
+  optimizerSteps: number;
+  noiseOffset: number;
+  timestepOffset: number;
+}
+
+export interface NamedStateTensor extends HostTensor {
+  name: string;
+}
+
+export interface NativeTrainer {
+  accumulate(batch: TrainBatch, opts?: { returnPrediction?: boolean }): Promise<AccumulateResult>;
+  apply(lr: number): Promise<{ gradNorm: number; clipCoef: number }>;
+  setTrainTextEncoder(on: boolean): void;
+  state(): TrainerState;
+  setState(state: TrainerState): void;
+  optimizerState(): NamedStateTensor[];
+  loadOptimizerState(buffers: NamedStateTensor[]): void;
+}
+
+export function createTrainer(options: TrainerOptions): NativeTrainer {
+  const addon = loadAddon() as unknown as { Trainer: new (o: TrainerOptions) => NativeTrainer };
+  return new addon.Trainer(options);
+}
