@@ -140,7 +140,7 @@ export class DreamBoothDataset {
       const shuffled = rng.shuffle([...members]);
       const overhang = shuffled.length % B;
       leftOver.push(...shuffled.slice(0, overhang));
-      for (const examples of chunk(shuffled.slice(overhang), B)) batches.push({ size, examples });
+      for (const examples of chunk(shuffled.slice(overhang), B)) batches.push({ size: { width: size.width, height: size.height }, examples });
     }
     for (const examples of chunk(rng.shuffle(leftOver), B)) batches.push({ size: this.square, examples });
     return rng.shuffle(batches);
