@@ -27,9 +27,13 @@ class NetworkHandle {
   bool busy() const { return busy_; }
   void set_busy(bool busy) { busy_ = busy; }
   void check_idle() const { DBCORE_CHECK(!busy_, "EBUSY", "another call on this network is still running (await it)"); }
+  // Objects that hold the model (a Trainer) keep it from being disposed while they exist.
+  void acquire() { ++users_; }
+  void release() { --users_; }
 
  protected:
   bool busy_ = false;
+  int users_ = 0;
 };
 
 template <typename Derived, typename Model>
@@ -49,6 +53,7 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
         Base::template method<&Base::get_grad>("getGrad"),
         Base::template method<&Base::zero_grad>("zeroGrad"),
         Base::template method<&Base::set_checkpointing>("setGradientCheckpointing"),
+        Base::template method<&Base::dispose>("dispose"),
     };
     static std::vector<std::unique_ptr<Method>> owned;  // method pointers passed as callback data
     for (auto& [n, m] : extra) {
@@ -99,6 +104,7 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
   template <Napi::Value (Base::*M)(const Napi::CallbackInfo&)>
   Napi::Value guarded(const Napi::CallbackInfo& info) {
     try {
+      check_alive();
       return (this->*M)(info);
     } catch (...) {
       throw js_error_from_current_exception(info.Env());
@@ -108,11 +114,21 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
   Napi::Value dispatch(const Napi::CallbackInfo& info) {
     Method m = *static_cast<Method*>(info.Data());
     try {
-      DBCORE_CHECK(model_ != nullptr, "ESTATE", "network object is not initialized");
+      check_alive();
       return (static_cast<Derived*>(this)->*m)(info);
     } catch (...) {
       throw js_error_from_current_exception(info.Env());
     }
+  }
+
+  void check_alive() const { DBCORE_CHECK(model_ != nullptr, "ESTATE", "this network was disposed"); }
+
+  // dispose(): frees the weights, gradients and activations now; later calls throw.
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    check_idle();
+    DBCORE_CHECK(users_ == 0, "EBUSY", "this network is in use by a Trainer and cannot be disposed");
+    model_.reset();
+    return info.Env().Undefined();
   }
 
   std::string name_arg(const Napi::CallbackInfo& info) {

@@ -4,6 +4,9 @@
 //   ops.nchwToNhwc(x (N, C, …)) → (N, HW, C)                                  ops.nhwcToNchw(x (N, HW, C)) → (N, C, HW)
 //   ops.upsampleNearest2x(x (N, C, H, W)) → (N, C, 2H, 2W)                    ops.upsampleNearest2xBackward(dout) → dinp
 //   ops.concatChannels(a (N, Ca, …), b (N, Cb, …)) → (N, Ca+Cb, …)           ops.concatChannelsBackward(dout, {channelsA}) → {da, db}
+#include <vector>
+
+#include "core/rng.h"
 #include "cpu/elementwise.h"
 #include "js_tensor.h"
 #include "op_args.h"
@@ -134,6 +137,22 @@ DBCORE_OP(concatChannelsBackward) {
   result.Set("da", da.object);
   result.Set("db", db.object);
   return result;
+}
+
+// ops.gaussianSample(mean, logvar, {seed, offset, scale}) → (mean + exp(logvar/2)·eps)·scale with eps from the
+// Philox normal stream at positions offset … offset+n-1 (the VAE posterior sample used for cached latents).
+DBCORE_OP(gaussianSample) {
+  Tensor mean = tensor_arg(info, 0, "mean", DType::F32);
+  Tensor logvar = tensor_arg(info, 1, "logvar", DType::F32);
+  check_shape(logvar, mean.shape, "logvar");
+  const double seed = number_option(info, 2, "seed", 0), offset = number_option(info, 2, "offset", 0);
+  DBCORE_CHECK(seed >= 0 && offset >= 0, "EINVAL", "gaussianSample: seed and offset must be >= 0");
+  JsTensor out = new_js_tensor(info.Env(), DType::F32, mean.shape);
+  std::vector<float> eps(size_t(mean.numel()));
+  normal_fill(eps.data(), mean.numel(), uint64_t(seed), uint64_t(offset));
+  cpu::gaussian_sample(out.tensor.f32(), mean.f32(), logvar.f32(), eps.data(), float(number_option(info, 2, "scale", 1.0)),
+                       mean.numel());
+  return out.object;
 }
 
 }  // namespace dbcore::js

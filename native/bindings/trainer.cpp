@@ -78,10 +78,20 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
       unet_.handle->check_idle();
       trainer_ = std::make_unique<Trainer>(*unet_.model, te_.model, cfg);
       refs_.push_back(Napi::Persistent(o.Get("unet")));
-      if (te_.model) refs_.push_back(Napi::Persistent(te));
+      unet_.handle->acquire();
+      if (te_.model) {
+        refs_.push_back(Napi::Persistent(te));
+        te_.handle->acquire();
+      }
     } catch (...) {
       throw js_error_from_current_exception(info.Env());
     }
+  }
+
+  ~TrainerWrap() override {
+    if (!trainer_) return;
+    unet_.handle->release();
+    if (te_.handle) te_.handle->release();
   }
 
  private:

@@ -3,6 +3,8 @@
 // Small inputs run on one thread: below kParallelMin elements the OpenMP fork costs more than the work.
 #include "elementwise.h"
 
+#include <cmath>
+
 #include <algorithm>
 
 #include "core/parallel.h"
@@ -123,6 +125,12 @@ void concat_channels_backward(float* da, float* db, const float* dout, int N, in
     std::copy(src, src + size_a, da + n * size_a);
     std::copy(src + size_a, src + size_a + size_b, db + n * size_b);
   }
+}
+
+DBCORE_SIMD_CLONES
+void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) out[i] = (mean[i] + std::exp(0.5f * logvar[i]) * eps[i]) * scale;
 }
 
 }  // namespace dbcore::cpu

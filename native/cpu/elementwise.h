@@ -30,4 +30,8 @@ void upsample_nearest2x_backward(float* dinp, const float* dout, int N, int C, i
 void concat_channels_forward(float* out, const float* a, const float* b, int N, int Ca, int Cb, int HW);
 void concat_channels_backward(float* da, float* db, const float* dout, int N, int Ca, int Cb, int HW);
 
+// Sample of a diagonal Gaussian (ref: diffusers DiagonalGaussianDistribution.sample, with the VAE's scaling factor):
+// out = (mean + exp(0.5·logvar)·eps) · scale, eps standard normal.
+void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n);
+
 }  // namespace dbcore::cpu

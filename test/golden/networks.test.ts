@@ -88,3 +88,10 @@ test('forward and backward check their arguments and the call order', async () =
   expect(() => net.zeroGrad()).toThrow(/still running/);
   await pending;
 });
+
+test('dispose frees a network; later calls throw instead of crashing', () => {
+  const net = createUNet(tiny.components.unet.config);
+  net.dispose();
+  expect(() => net.paramTable()).toThrow(/disposed/);
+  expect(() => net.forward({ dtype: 'F32', shape: [1], data: new Float32Array(1) }, { dtype: 'F32', shape: [1], data: new Float32Array(1) }, { dtype: 'F32', shape: [1], data: new Float32Array(1) })).toThrow(/disposed/);
+});

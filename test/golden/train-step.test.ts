@@ -95,3 +95,8 @@ test('the trainer rejects bad batches and marks its networks busy while it works
   expect(() => unet.zeroGrad()).toThrow(/still running/);
   await pending;
 });
+
+test('a network used by a Trainer cannot be disposed', () => {
+  const { unet } = tinyTrainer();
+  expect(() => unet.dispose()).toThrow(/in use by a Trainer/);
+});

@@ -94,3 +94,14 @@ describe('layout changes', () => {
     expect(() => ops.concatChannelsBackward(w, {} as never)).toThrow(/'channelsA' .* is required/);
   });
 });
+
+describe('gaussianSample', () => {
+  const { ops } = loadAddon();
+  test('equals (mean + exp(logvar/2)·eps)·scale with eps from the same Philox positions', () => {
+    const mean = ops.randn([2, 4, 3, 5], 1), logvar = ops.randn([2, 4, 3, 5], 2);
+    const out = asFloat32(ops.gaussianSample(mean, logvar, { seed: 9, offset: 17, scale: 0.18215 }));
+    const eps = asFloat32(ops.randn([120], 9, 17)), m = asFloat32(mean), lv = asFloat32(logvar);
+    out.forEach((v, i) => expect(v).toBeCloseTo((m[i] + Math.exp(0.5 * lv[i]) * eps[i]) * 0.18215, 5));
+    expect(() => ops.gaussianSample(mean, ops.randn([3], 1), { seed: 1, offset: 0 })).toThrow(/logvar/);
+  });
+});

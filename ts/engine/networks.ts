@@ -23,6 +23,8 @@ export interface NativeNetwork {
   getGrad(name: string): HostTensor;
   zeroGrad(): void;
   setGradientCheckpointing(on: boolean): void;
+  /** Frees the weights now (refused while a Trainer uses the network); later calls throw. */
+  dispose(): void;
 }
 
 export interface ForwardResult {
