@@ -5,7 +5,8 @@
  * Windows forms: drive paths (`C:\x`, `C:/x`), drive-relative (`C:x`, taken from the drive's root: the per-drive
  * current folder of a shell means nothing in a config file), rooted without a drive (`\x`, taken on the base's
  * drive), UNC (`\\server\share\x`), and extended-length (`\\?\C:\x`, `\\?\UNC\server\share\x`), kept literally
- * since Windows does not normalize them. Long paths need no rewriting: Node's fs adds the `\\?\` prefix itself. The platform is a parameter so the Windows rules are tested on Linux.
+ * since Windows does not normalize them. Long paths need no rewriting: Node's fs adds the `\\?\` prefix itself.
+ * The platform is a parameter so the Windows rules are tested on Linux.
  */
 import os from 'os';
 import path from 'path';
