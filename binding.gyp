@@ -9,7 +9,8 @@
         "/usr/include/x86_64-linux-gnu/openblas-openmp",
         "/usr/include/openblas"
       ],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
+                  "DBCORE_VERSION=\"<!(node -p \"require('./package.json').version\")\""],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fopenmp", "-fexceptions"],
       "ldflags": ["-fopenmp"],

@@ -21,4 +21,18 @@ void set_num_threads(int n) {
 
 int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
+// The same preprocessor conditions as DBCORE_SIMD_CLONES in parallel.h, and the loader's test for each clone.
+const char* simd_clone() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+  __builtin_cpu_init();
+#if defined(__clang__) || __GNUC__ < 12
+  return __builtin_cpu_supports("avx2") ? "avx2" : "baseline";
+#else
+  return __builtin_cpu_supports("x86-64-v3") ? "x86-64-v3 (AVX2, FMA)" : "baseline";
+#endif
+#else
+  return "baseline";
+#endif
+}
+
 }  // namespace dbcore

@@ -8,6 +8,10 @@ namespace dbcore {
 void set_num_threads(int n);
 int num_threads();
 
+// The kernel clone DBCORE_SIMD_CLONES functions run on this CPU: "x86-64-v3 (AVX2, FMA)", "avx2" (compilers
+// that clone on plain AVX2) or "baseline" (no clone matched, or a build without clones). Mirrors the macro below.
+const char* simd_clone();
+
 }  // namespace dbcore
 
 // Hot loops are compiled twice, for the x86-64 baseline and for AVX2+FMA, and the loader picks the clone the

@@ -4,22 +4,41 @@
 
 namespace dbcore::cuda {
 
+namespace {
+
+// CUDA encodes versions as 1000 · major + 10 · minor.
+std::string cuda_version_string(int v) { return format("%d.%d", v / 1000, (v % 1000) / 10); }
+
+}  // namespace
+
 DeviceInfo query_device(int ordinal) {
   DeviceInfo info;
   cudaRuntimeGetVersion(&info.runtime_version);
+  // With the static runtime and no driver library (libcuda.so.1 / nvcuda.dll) this returns 0, not an error.
   if (cudaDriverGetVersion(&info.driver_version) != cudaSuccess || info.driver_version == 0) {
-    info.reason = "no NVIDIA driver found";
+    info.reason = "no NVIDIA driver was found (the CUDA driver library could not be loaded); install the NVIDIA "
+                  "driver to use the CUDA backend";
     return info;
   }
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
+  cudaGetLastError();
+  if (err == cudaErrorInsufficientDriver) {
+    info.reason = format("the NVIDIA driver supports CUDA %s but this build needs CUDA %s; update the driver",
+                         cuda_version_string(info.driver_version).c_str(),
+                         cuda_version_string(info.runtime_version).c_str());
+    return info;
+  }
+  if (err == cudaErrorNoDevice || (err == cudaSuccess && count == 0)) {
+    info.reason = "the NVIDIA driver is installed but no CUDA GPU was found";
+    return info;
+  }
   if (err != cudaSuccess) {
-    info.reason = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
-    cudaGetLastError();
+    info.reason = std::string("CUDA could not list the GPUs: ") + cudaGetErrorString(err);
     return info;
   }
   if (ordinal >= count) {
-    info.reason = count == 0 ? "no CUDA device present" : format("device %d requested, %d present", ordinal, count);
+    info.reason = format("GPU %d was requested but only %d present", ordinal, count);
     return info;
   }
   cudaDeviceProp prop;

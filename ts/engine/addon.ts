@@ -156,19 +156,44 @@ export interface NormResult {
   rstd: HostTensor;
 }
 
+/** What the loaded addon contains and can use here (native/bindings/info.cpp). Versions are "major.minor". */
+export interface BackendInfo {
+  version: string;
+  compiler: string;
+  cpu: { threads: number; simd: string; blas: string; blasCore: string };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    /** Why CUDA cannot be used (null when available). */
+    reason: string | null;
+    name: string | null;
+    computeCapability: string | null;
+    totalMemory: number | null;
+    freeMemory: number | null;
+    driverVersion: string | null;
+    runtimeVersion: string | null;
+  };
+}
+
 export interface NativeAddon {
   ops: NativeOps;
   setNumThreads(n: number): void;
   numThreads(): number;
+  backendInfo(): BackendInfo;
 }
 
 let cached: NativeAddon | undefined;
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+
+/** The .node file loadAddon() loads: build/Release when present, else the prebuild matching this platform. */
+export function addonPath(): string {
+  return require('node-gyp-build').path(PACKAGE_ROOT) as string;
+}
 
 /** Loads the addon: a prebuild matching this platform, else build/Release (node-gyp-build's rules). */
 export function loadAddon(): NativeAddon {
   if (!cached) {
-    const root = path.resolve(__dirname, '..', '..');
-    cached = require('node-gyp-build')(root) as NativeAddon;
+    cached = require(addonPath()) as NativeAddon;
     const threads = Number(process.env.DBCORE_NUM_THREADS ?? 0);
     if (Number.isInteger(threads) && threads > 0) cached.setNumThreads(threads);
   }

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ENOENT' // a required file or folder is missing
   | 'EIO' // reading or writing failed
   | 'ENOTIMPL' // a command a later version implements
+  | 'ENODEVICE' // the requested compute device (--device cuda) cannot be used here
   | 'EENGINE'; // raised by the native engine
 
 export class DbcoreError extends Error {

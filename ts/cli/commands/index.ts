@@ -6,5 +6,6 @@ import { convertCommand } from './convert';
 import { inspectCommand } from './inspect';
 import { tokenizeCommand } from './tokenize';
 import { checkCommand } from './check';
+import { infoCommand } from './info';
 
-export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand, tokenizeCommand, checkCommand];
+export const commands: Array<() => Command> = [trainCommand, sampleCommand, convertCommand, inspectCommand, tokenizeCommand, checkCommand, infoCommand];
