@@ -5,9 +5,9 @@
 import { loadTokenizer } from '../tokenizer';
 import { DbcoreError } from '../util/errors';
 import type { CheckRow } from './compare';
-import { checkTextEncoder, checkUNet } from './networks';
+import { checkTextEncoder, checkUNet, checkVae } from './networks';
 
-export const CHECK_KINDS = ['unet', 'text_encoder', 'tokenizer'] as const;
+export const CHECK_KINDS = ['unet', 'text_encoder', 'vae', 'tokenizer'] as const;
 export type CheckKind = (typeof CHECK_KINDS)[number];
 
 export interface CheckOptions {
@@ -21,6 +21,8 @@ export async function runCheck(kind: string, file: string, opts: CheckOptions): 
       return checkUNet(file, opts.model, opts);
     case 'text_encoder':
       return checkTextEncoder(file, opts.model, opts);
+    case 'vae':
+      return checkVae(file, opts.model);
     case 'tokenizer':
       return checkTokenizerKind(file, opts.model);
     default:
