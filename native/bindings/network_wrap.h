@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "async.h"
@@ -35,6 +36,26 @@ class NetworkHandle {
   bool busy_ = false;
   int users_ = 0;
 };
+
+// A config field that is a list of numbers (T = int, float) or booleans (T = bool); `what` names the config.
+template <typename T>
+std::vector<T> list_field(const Napi::Object& o, const char* key, const char* what) {
+  Napi::Value v = o.Get(key);
+  DBCORE_CHECK(v.IsArray(), "EINVAL", "%s.%s must be an array", what, key);
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<T> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if constexpr (std::is_same_v<T, bool>) {
+      DBCORE_CHECK(e.IsBoolean(), "EINVAL", "%s.%s[%u] must be a boolean", what, key, i);
+      out.push_back(e.As<Napi::Boolean>().Value());
+    } else {
+      DBCORE_CHECK(e.IsNumber(), "EINVAL", "%s.%s[%u] must be a number", what, key, i);
+      out.push_back(T(e.As<Napi::Number>().DoubleValue()));
+    }
+  }
+  return out;
+}
 
 template <typename Derived, typename Model>
 class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {

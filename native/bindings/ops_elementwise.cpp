@@ -4,6 +4,9 @@
 //   ops.nchwToNhwc(x (N, C, …)) → (N, HW, C)                                  ops.nhwcToNchw(x (N, HW, C)) → (N, C, HW)
 //   ops.upsampleNearest2x(x (N, C, H, W)) → (N, C, 2H, 2W)                    ops.upsampleNearest2xBackward(dout) → dinp
 //   ops.concatChannels(a (N, Ca, …), b (N, Cb, …)) → (N, Ca+Cb, …)           ops.concatChannelsBackward(dout, {channelsA}) → {da, db}
+//   ops.cropPad2d(x (N, C, H, W), {y0, x0, height, width}) → (N, C, height, width), zero outside x
+#include <limits>
+
 #include <vector>
 
 #include "core/rng.h"
@@ -152,6 +155,17 @@ DBCORE_OP(gaussianSample) {
   normal_fill(eps.data(), mean.numel(), uint64_t(seed), uint64_t(offset));
   cpu::gaussian_sample(out.tensor.f32(), mean.f32(), logvar.f32(), eps.data(), float(number_option(info, 2, "scale", 1.0)),
                        mean.numel());
+  return out.object;
+}
+
+DBCORE_OP(cropPad2d) {
+  Tensor x = tensor_arg(info, 0, "cropPad2d: x (N, C, H, W)", DType::F32, 4);
+  const int N = to_int(x.dim(0), "N"), C = to_int(x.dim(1), "C"), H = to_int(x.dim(2), "H"), W = to_int(x.dim(3), "W");
+  const int y0 = int_option(info, 1, "y0", 0, std::numeric_limits<int>::min());
+  const int x0 = int_option(info, 1, "x0", 0, std::numeric_limits<int>::min());
+  const int OH = int_option(info, 1, "height", -1, 0), OW = int_option(info, 1, "width", -1, 0);
+  JsTensor out = new_js_tensor(info.Env(), DType::F32, {N, C, OH, OW});
+  cpu::crop_pad2d(out.tensor.f32(), x.f32(), N, C, H, W, y0, x0, OH, OW);
   return out.object;
 }
 

@@ -9,25 +9,6 @@
 namespace dbcore::js {
 namespace {
 
-template <typename T>
-std::vector<T> list_field(const Napi::Object& o, const char* key, const char* what) {
-  Napi::Value v = o.Get(key);
-  DBCORE_CHECK(v.IsArray(), "EINVAL", "%s.%s must be an array", what, key);
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<T> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value e = a.Get(i);
-    if constexpr (std::is_same_v<T, bool>) {
-      DBCORE_CHECK(e.IsBoolean(), "EINVAL", "%s.%s[%u] must be a boolean", what, key, i);
-      out.push_back(e.As<Napi::Boolean>().Value());
-    } else {
-      DBCORE_CHECK(e.IsNumber(), "EINVAL", "%s.%s[%u] must be a number", what, key, i);
-      out.push_back(T(e.As<Napi::Number>().DoubleValue()));
-    }
-  }
-  return out;
-}
-
 UNetConfig unet_config_from_js(const Napi::Object& o) {
   const char* w = "unet config";
   UNetConfig c;

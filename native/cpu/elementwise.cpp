@@ -133,4 +133,23 @@ void gaussian_sample(float* out, const float* mean, const float* logvar, const f
   for (int64_t i = 0; i < n; ++i) out[i] = (mean[i] + std::exp(0.5f * logvar[i]) * eps[i]) * scale;
 }
 
+void crop_pad2d(float* out, const float* inp, int N, int C, int H, int W, int y0, int x0, int OH, int OW) {
+  // Output columns [lo, hi) read input columns x0 + [lo, hi) inside [0, W); the rest of each row is zero.
+  const int lo = std::clamp(-x0, 0, OW), hi = std::clamp(W - x0, lo, OW);
+#pragma omp parallel for schedule(static) if (int64_t(N) * C * OH * OW > kParallelMin)
+  for (int64_t row = 0; row < int64_t(N) * C * OH; ++row) {  // output row (n, c, y)
+    const int64_t plane = row / OH;
+    const int y = int(row % OH), iy = y0 + y;
+    float* dst = out + row * OW;
+    if (iy < 0 || iy >= H) {
+      std::fill(dst, dst + OW, 0.f);
+      continue;
+    }
+    const float* src = inp + (plane * H + iy) * W;  // input row (n, c, iy)
+    std::fill(dst, dst + lo, 0.f);
+    std::copy(src + (x0 + lo), src + (x0 + hi), dst + lo);
+    std::fill(dst + hi, dst + OW, 0.f);
+  }
+}
+
 }  // namespace dbcore::cpu

@@ -34,4 +34,9 @@ void concat_channels_backward(float* da, float* db, const float* dout, int N, in
 // out = (mean + exp(0.5·logvar)·eps) · scale, eps standard normal.
 void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n);
 
+// A window of each plane with zero fill: out (N, C, OH, OW), out[n, c, y, x] = inp[n, c, y0 + y, x0 + x] where that
+// lies inside (H, W), else 0. Covers zero padding, also asymmetric (Downsample2D's F.pad(x, (0, 1, 0, 1)) is
+// y0 = x0 = 0, OH = H + 1, OW = W + 1), and cropping (a tile, a band of rows with its halo).
+void crop_pad2d(float* out, const float* inp, int N, int C, int H, int W, int y0, int x0, int OH, int OW);
+
 }  // namespace dbcore::cpu

@@ -1,5 +1,7 @@
 #include "run.h"
 
+#include <algorithm>
+
 namespace dbcore {
 
 WB declare_linear(ParamTable& t, const std::string& name, int64_t out, int64_t in, bool bias) {
@@ -17,7 +19,43 @@ WB declare_norm(ParamTable& t, const std::string& name, int64_t channels) {
   return {t.add(name + ".weight", {channels}), t.add(name + ".bias", {channels})};
 }
 
+namespace {
+
+// The convolution in bands of output rows, each with an im2col workspace of at most r.conv_workspace_limit floats
+// (at least one row): band rows [r0, r0 + bh) read input rows r0·stride − pad … (r0 + bh − 1)·stride − pad + KH − 1,
+// cut out with the zero padding around them (crop_pad2d) and convolved without padding. Every output entry is the
+// same dot product as in the one-band convolution.
+void conv_forward_banded(const Run& r, float* out, const float* inp, const WB& wb, const cpu::Conv2dShape& s) {
+  const int OH = s.OH(), OW = s.OW(), WW = s.W + 2 * s.pad;
+  const int64_t row_floats = int64_t(s.C) * s.KH * s.KW * OW;  // workspace per output row
+  const int band = int(std::clamp<int64_t>(r.conv_workspace_limit / row_floats, 1, OH));
+  const int64_t in_plane = int64_t(s.H) * s.W, out_plane = int64_t(OH) * OW;
+  Arena::Mark m = r.work->mark();
+  float* window = r.work->alloc_floats(int64_t(s.C) * ((band - 1) * s.stride + s.KH) * WW);  // (C, rows, WW)
+  float* result = r.work->alloc_floats(int64_t(s.OC) * band * OW);                          // (OC, bh, OW)
+  float* ws = r.work->alloc_floats(band * row_floats);
+  for (int n = 0; n < s.N; ++n) {
+    for (int r0 = 0; r0 < OH; r0 += band) {
+      const int bh = std::min(band, OH - r0), rows = (bh - 1) * s.stride + s.KH;
+      ops::crop_pad2d(r.ctx, window, inp + int64_t(n) * s.C * in_plane, 1, s.C, s.H, s.W, r0 * s.stride - s.pad, -s.pad, rows,
+                      WW);
+      const cpu::Conv2dShape bs{1, s.C, rows, WW, s.OC, s.KH, s.KW, s.stride, 0};
+      ops::conv2d_forward(r.ctx, result, window, r.p(wb.w), wb.b >= 0 ? r.p(wb.b) : nullptr, ws, bs);
+      for (int oc = 0; oc < s.OC; ++oc)  // band rows of plane (n, oc)
+        std::copy(result + int64_t(oc) * bh * OW, result + int64_t(oc + 1) * bh * OW,
+                  out + (int64_t(n) * s.OC + oc) * out_plane + int64_t(r0) * OW);
+    }
+  }
+  r.work->release(m);
+}
+
+}  // namespace
+
 void conv_forward(const Run& r, float* out, const float* inp, const WB& wb, const cpu::Conv2dShape& s) {
+  if (r.conv_workspace_limit > 0 && int64_t(cpu::conv2d_workspace_floats(s)) > r.conv_workspace_limit) {
+    conv_forward_banded(r, out, inp, wb, s);
+    return;
+  }
   Arena::Mark m = r.work->mark();
   float* ws = r.work->alloc_floats(int64_t(cpu::conv2d_workspace_floats(s)));
   ops::conv2d_forward(r.ctx, out, inp, r.p(wb.w), wb.b >= 0 ? r.p(wb.b) : nullptr, ws, s);

@@ -15,6 +15,9 @@ struct Run {
   Arena* work = nullptr;
   bool training = false;       // keep what backward needs
   bool checkpointing = false;  // blocks keep only their input and recompute the rest in backward
+  // Largest im2col workspace (floats) conv_forward may take; a convolution needing more runs in bands of output
+  // rows. 0: no limit (one band).
+  int64_t conv_workspace_limit = 0;
 
   float* p(int64_t offset) const { return store->param(offset); }
   float* g(int64_t offset) const { return store->grad(offset); }

@@ -93,6 +93,31 @@ describe('layout changes', () => {
     expect(() => ops.concatChannels(a, randn([N, Cb, H, W + 1]))).toThrow(/concatChannels: b \(same N and spatial size as a\)/);
     expect(() => ops.concatChannelsBackward(w, {} as never)).toThrow(/'channelsA' .* is required/);
   });
+
+  // Windows of a (2, 3, 5, 7) input: F.pad(x, (0, 1, 0, 1)) as Downsample2D pads, a crop (a tile), a window with
+  // negative origin and halo on every side, and one entirely outside (all zero). Reference: a naive loop.
+  test.each([
+    ['asymmetric pad (0, 1, 0, 1)', 0, 0, 6, 8],
+    ['crop', 1, 2, 3, 4],
+    ['halo on every side', -1, -2, 8, 12],
+    ['outside the input', 9, -20, 2, 3],
+  ])('cropPad2d: %s', (_name, y0, x0, height, width) => {
+    const [N, C, H, W] = [2, 3, 5, 7];
+    const x = randn([N, C, H, W]), X = asFloat32(x);
+    const out = ops.cropPad2d(x, { y0, x0, height, width });
+    expect(out.shape).toEqual([N, C, height, width]);
+    const expected = new Float32Array(N * C * height * width);
+    for (let p = 0; p < N * C; p++) for (let y = 0; y < height; y++) for (let xx = 0; xx < width; xx++) {
+      const iy = y0 + y, ix = x0 + xx;
+      if (iy >= 0 && iy < H && ix >= 0 && ix < W) expected[(p * height + y) * width + xx] = X[(p * H + iy) * W + ix];
+    }
+    expect(Array.from(asFloat32(out))).toEqual(Array.from(expected));
+  });
+
+  test('cropPad2d checks its arguments', () => {
+    expect(() => ops.cropPad2d(randn([1, 1, 2, 2]), { y0: 0 } as never)).toThrow(/'height' .* is required/);
+    expect(() => ops.cropPad2d(randn([1, 2, 2]), { height: 1, width: 1 })).toThrow(/cropPad2d: x/);
+  });
 });
 
 describe('gaussianSample', () => {

@@ -5,10 +5,10 @@
 import { loadTokenizer } from '../tokenizer';
 import { DbcoreError } from '../util/errors';
 import type { CheckRow } from './compare';
-import { checkTextEncoder, checkUNet } from './networks';
+import { checkTextEncoder, checkUNet, checkVae } from './networks';
 import { checkTrainStep } from './train-step';
 
-export const CHECK_KINDS = ['unet', 'text_encoder', 'tokenizer', 'train_step'] as const;
+export const CHECK_KINDS = ['unet', 'text_encoder', 'vae', 'tokenizer', 'train_step'] as const;
 export type CheckKind = (typeof CHECK_KINDS)[number];
 
 export interface CheckOptions {
@@ -22,6 +22,8 @@ export async function runCheck(kind: string, file: string, opts: CheckOptions): 
       return checkUNet(file, opts.model, opts);
     case 'text_encoder':
       return checkTextEncoder(file, opts.model, opts);
+    case 'vae':
+      return checkVae(file, opts.model);
     case 'tokenizer':
       return checkTokenizerKind(file, opts.model);
     case 'train_step':

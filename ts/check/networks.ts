@@ -1,12 +1,12 @@
 /**
- * Conformance of the networks against reference files laid out like ../shared/golden's unet_fwd_bwd and
- * text_encoder_fwd_bwd: inputs are read from the file, the engine runs forward (with intermediate activations)
- * and backward of loss = sum(output · grad_output), and every output, `act.*` and `grad.*` tensor present in the
- * file is compared.
+ * Conformance of the networks against reference files laid out like ../shared/golden's unet_fwd_bwd,
+ * text_encoder_fwd_bwd and vae: inputs are read from the file, the engine runs forward (with intermediate
+ * activations) and, where the file has gradients, backward of loss = sum(output · grad_output), and every output,
+ * `act.*` and `grad.*` tensor present in the file is compared.
  */
 import { discoverModel, type DiffusersModel } from '../checkpoint/discover';
 import { readSafetensors } from '../checkpoint/safetensors';
-import { loadTextEncoder, loadUNet, type NativeNetwork } from '../engine/networks';
+import { loadTextEncoder, loadUNet, loadVAE, type NativeNetwork } from '../engine/networks';
 import { DTYPE_BYTES, asFloat32, type HostTensor } from '../engine/tensor';
 import { DbcoreError } from '../util/errors';
 import { TOLERANCE, absRow, maxAbs, relRow, type CheckRow } from './compare';
@@ -48,9 +48,9 @@ function diffusersModel(modelDir: string): DiffusersModel {
   return model;
 }
 
-/** Rows for every act.<name> in the reference, matched with the engine's captured activations. */
-function activationRows(ref: Reference, activations: Record<string, HostTensor>): CheckRow[] {
-  return ref.namesWithPrefix('act.').map((key) => {
+/** Rows for every act.<name> in the reference (or act.<prefix>…), matched with the engine's captured activations. */
+function activationRows(ref: Reference, activations: Record<string, HostTensor>, prefix = ''): CheckRow[] {
+  return ref.namesWithPrefix(`act.${prefix}`).map((key) => {
     const mine = activations[key.slice(4)];
     if (!mine) return { name: key, error: Infinity, threshold: TOLERANCE.forward, metric: 'rel', ok: false, detail: 'not produced by the engine' };
     return relRow(key, mine, ref.get(key), TOLERANCE.forward);
@@ -159,4 +159,31 @@ function sparseRowsCheck(ref: Reference, net: NativeNetwork, name: string): Chec
   }
   if (strayRows > 0) return { ...row, ok: false, detail: `${strayRows} row(s) outside the used ids are non-zero` };
   return { ...row, detail: `${rowIds.length} rows; all others exactly 0` };
+}
+
+/**
+ * README §4: encode `image` (posterior moments = quant_conv(encoder(image)), mean, logvar clamped to [-30, 20],
+ * std = exp(logvar / 2), encoder activations), decode `decoder.latent`, and decode `posterior.mean` (the
+ * reference's own mean, so the decoder is checked on its own). The file's act.decoder.* were recorded by hooks
+ * that the last decode overwrote, i.e. they belong to decode(posterior.mean) (measured: ~1e-6 from that run, ~0.9
+ * from decode(decoder.latent)).
+ */
+export async function checkVae(file: string, modelDir: string): Promise<CheckRow[]> {
+  const ref = new Reference(file);
+  const net = loadVAE(diffusersModel(modelDir).components.vae);
+  const enc = await net.encode(ref.get('image'), { activations: true });
+  const std = asFloat32(enc.logvar).map((lv) => Math.exp(0.5 * lv));
+  const rows = [
+    relRow('posterior.moments', enc.activations.quant_conv, ref.get('posterior.moments'), TOLERANCE.forward),
+    relRow('posterior.mean', enc.mean, ref.get('posterior.mean'), TOLERANCE.forward),
+    relRow('posterior.logvar', enc.logvar, ref.get('posterior.logvar'), TOLERANCE.forward),
+    relRow('posterior.std', std, ref.get('posterior.std'), TOLERANCE.forward),
+    ...activationRows(ref, enc.activations, 'encoder.'),
+  ];
+  const dec = await net.decode(ref.get('decoder.latent'));
+  rows.push(relRow('decoder.output', dec.out, ref.get('decoder.output'), TOLERANCE.forward));
+  const ofMean = await net.decode(ref.get('posterior.mean'), { activations: true });
+  rows.push(relRow('decoder.output_of_posterior_mean', ofMean.out, ref.get('decoder.output_of_posterior_mean'), TOLERANCE.forward),
+    ...activationRows(ref, ofMean.activations, 'decoder.'));
+  return rows;
 }

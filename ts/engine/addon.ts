@@ -84,6 +84,8 @@ export interface NativeOps {
   upsampleNearest2xBackward(dout: HostTensor): HostTensor;
   concatChannels(a: HostTensor, b: HostTensor): HostTensor;
   concatChannelsBackward(dout: HostTensor, opts: { channelsA: number }): { da: HostTensor; db: HostTensor };
+  /** out[n, c, y, x] = x[n, c, y0 + y, x0 + x] inside x, else 0: (N, C, height, width). */
+  cropPad2d(x: HostTensor, opts: { y0?: number; x0?: number; height: number; width: number }): HostTensor;
   // Embeddings and loss (ops_embedding.cpp, ops_loss.cpp).
   embedding(ids: HostTensor, table: HostTensor): HostTensor;
   embeddingBackward(dout: HostTensor, ids: HostTensor, opts: { rows: number; dtable?: HostTensor }): HostTensor;

@@ -1,5 +1,5 @@
 /**
- * Typed access to the native networks (addon.UNet, addon.TextEncoder) and loading their weights from a model
+ * Typed access to the native networks (addon.UNet, addon.TextEncoder, addon.VAE) and loading their weights from a model
  * folder: a table walk over the network's own parameter list, so a missing, extra or mis-shaped tensor is
  * reported by name before anything runs.
  */
@@ -9,6 +9,7 @@ import type { DiffusersComponent } from '../checkpoint/discover';
 import { loadAddon } from './addon';
 import type { HostTensor } from './tensor';
 import { resolveUNetConfig } from './unet-config';
+import { resolveVAEConfig } from './vae-config';
 
 export interface ParamInfo {
   name: string;
@@ -43,9 +44,28 @@ export interface NativeTextEncoder extends NativeNetwork {
   backward(dout: HostTensor): Promise<void>;
 }
 
+export interface VAECallOptions {
+  /** Capture intermediate activations (act.* names of the golden file); not available for a tiled call. */
+  activations?: boolean;
+  /** Tile edge in latent pixels (a multiple of 4) for diffusers' tiled mode; 0 or absent: untiled. */
+  tileSize?: number;
+  /** im2col workspace per convolution, in floats (default 2^24); larger convolutions run in bands of rows. */
+  convWorkspaceLimit?: number;
+}
+
+/** AutoencoderKL, forward only; setGradientCheckpointing throws (there is no backward). */
+export interface NativeVAE extends NativeNetwork {
+  /** image F32 (N, in, H, W), H and W multiples of 8 → mean, logvar (N, L, H/8, W/8), logvar clamped to [-30, 20]. */
+  encode(image: HostTensor, opts?: VAECallOptions):
+    Promise<{ mean: HostTensor; logvar: HostTensor; activations: Record<string, HostTensor> }>;
+  /** latents F32 (N, L, h, w) (already divided by scaling_factor) → out (N, out, 8h, 8w). */
+  decode(latents: HostTensor, opts?: VAECallOptions): Promise<ForwardResult>;
+}
+
 interface NetworkClasses {
   UNet: new (config: object) => NativeUNet;
   TextEncoder: new (config: object) => NativeTextEncoder;
+  VAE: new (config: object) => NativeVAE;
 }
 
 function classes(): NetworkClasses {
@@ -95,6 +115,10 @@ export function createTextEncoder(config: Record<string, unknown>): NativeTextEn
   return new (classes().TextEncoder)(config);
 }
 
+export function createVAE(config: Record<string, unknown>, file?: string): NativeVAE {
+  return new (classes().VAE)(resolveVAEConfig(config, file));
+}
+
 /** A network built from a diffusers component folder, with its weights loaded. */
 export function loadUNet(component: DiffusersComponent): NativeUNet {
   const net = createUNet(component.config, component.configPath);
@@ -106,4 +130,25 @@ export function loadTextEncoder(component: DiffusersComponent): NativeTextEncode
   const net = createTextEncoder(component.config);
   loadWeights(net, readComponentWeights(component), component.dir);
   return net;
+}
+
+export function loadVAE(component: DiffusersComponent): NativeVAE {
+  const net = createVAE(component.config, component.configPath);
+  loadWeights(net, renameLegacyVAEAttention(readComponentWeights(component)), component.dir);
+  return net;
+}
+
+/**
+ * VAE files saved by diffusers < 0.14 name the mid-block attention query/key/value/proj_attn (and group_norm
+ * unchanged); current diffusers (and the engine) use to_q/to_k/to_v/to_out.0, as diffusers' own loader maps them.
+ */
+const LEGACY_VAE_ATTENTION: Record<string, string> = { query: 'to_q', key: 'to_k', value: 'to_v', proj_attn: 'to_out.0' };
+
+export function renameLegacyVAEAttention(tensors: Map<string, HostTensor>): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  for (const [name, t] of tensors) {
+    const m = /^(.*\.mid_block\.attentions\.0)\.(query|key|value|proj_attn)\.(weight|bias)$/.exec(name);
+    out.set(m ? `${m[1]}.${LEGACY_VAE_ATTENTION[m[2]]}.${m[3]}` : name, t);
+  }
+  return out;
 }
