@@ -121,6 +121,9 @@ export interface NativeOps {
   /** x (…, 2F) = [hidden | gate] → hidden · gelu(gate) (…, F). */
   geglu(x: HostTensor): HostTensor;
   gegluBackward(dy: HostTensor, x: HostTensor): HostTensor;
+  // Pixel conversions (ops_image.cpp): 8-bit RGB (N, H, W, 3) ↔ float (N, 3, H, W) in [-1, 1].
+  rgb8ToTensor(rgb: HostTensor): HostTensor;
+  tensorToRgb8(x: HostTensor): HostTensor;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }
