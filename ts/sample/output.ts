@@ -116,8 +116,13 @@ export async function gridPng(images: RgbImage[], parameters?: string): Promise<
   const { width, height } = images[0];
   const { rows, cols } = gridLayout(images.length);
   const tiles = await Promise.all(images.map((img) => encodePng(img)));
-  const png = await sharp({ create: { width: cols * width, height: rows * height, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+  const sheet = await sharp({ create: { width: cols * width, height: rows * height, channels: 3, background: { r: 0, g: 0, b: 0 } } })
     .composite(tiles.map((input, i) => ({ input, left: (i % cols) * width, top: Math.floor(i / cols) * height })))
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  // composite() adds an alpha channel; the sheet is written as RGB like the images.
+  const png = await sharp(sheet.data, { raw: { width: sheet.info.width, height: sheet.info.height, channels: sheet.info.channels } })
+    .removeAlpha()
     .png()
     .toBuffer();
   return parameters === undefined ? png : insertTextChunk(png, PARAMETERS_KEYWORD, parameters);
