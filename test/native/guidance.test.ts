@@ -39,7 +39,7 @@ describe('guidanceCombine', () => {
 
   test('bad arguments are rejected with the argument named', () => {
     expect(() => ops.guidanceCombine(f32([3, 2]), { scale: 1 })).toThrow(/guidanceCombine: pred must be \(2N/);
-    expect(() => ops.guidanceCombine(f32([2, 2]), {})).toThrow(/options.scale/);
+    expect(() => ops.guidanceCombine(f32([2, 2]), {} as { scale: number })).toThrow(/options.scale/);
     expect(() => ops.guidanceCombine({ dtype: 'I32', shape: [2], data: new Int32Array(2) }, { scale: 2 })).toThrow(/guidanceCombine: pred/);
   });
 });
