@@ -128,6 +128,8 @@ export interface NativeOps {
   // Pixel conversions (ops_image.cpp): 8-bit RGB (N, H, W, 3) ↔ float (N, 3, H, W) in [-1, 1].
   rgb8ToTensor(rgb: HostTensor): HostTensor;
   tensorToRgb8(x: HostTensor): HostTensor;
+  /** Classifier-free guidance (ops_sample.cpp): pred (2N, …), unconditional half first → (N, …) = u + scale·(c − u). */
+  guidanceCombine(pred: HostTensor, opts: { scale: number }): HostTensor;
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }
