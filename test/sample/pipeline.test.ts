@@ -116,7 +116,8 @@ test('bad sizes and options are errors naming the option', async () => {
 test('a single-file checkpoint converted in memory gives the same image as the diffusers folder', async () => {
   const single = loadPipeline(path.join(FIXTURES, 'tiny-sd.safetensors'), {
     tokenizerDir: path.join(TINY, 'tokenizer'),
-    singleFile: { overrides: { unet: { norm_num_groups: 8 }, vae: { norm_num_groups: 4 }, text_encoder: { num_attention_heads: 2 } }, originalConfig: undefined },
+    // sample_size too: a single file does not carry it (SD's 64 would be inferred).
+    singleFile: { overrides: { unet: { norm_num_groups: 8, sample_size: 16 }, vae: { norm_num_groups: 4 }, text_encoder: { num_attention_heads: 2 } }, originalConfig: undefined },
   });
   expect(single.hash).toMatch(/^[0-9a-f]{10}$/);
   const [a] = await all({ ...BASE, steps: 2 }, single);

@@ -4,6 +4,7 @@
  * images done, step and it/s goes to stderr; with --json the written files and their parameters go to stdout.
  * Defaults follow the web UIs: 20 steps, CFG 7.5, DPM++ 2M, the model's native size.
  */
+import path from 'path';
 import fs from 'fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
@@ -93,7 +94,7 @@ export function sampleCommand(): Command {
           scheduler: flags.scheduler === MODEL_SCHEDULER ? undefined : flags.scheduler, seed: flags.seed,
           numImagesPerPrompt: flags.num_images_per_prompt, batchSize: flags.batch_size, width: flags.width,
           height: flags.height, clipSkip: flags.clip_skip, onStep: progress.update,
-        }, flags.out, { grid: !flags.skip_grid });
+        }, path.resolve(flags.out), { grid: !flags.skip_grid });
         progress.stop();
         if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         else process.stderr.write(`dbcore: wrote ${result.images.length} image(s)${result.grid ? ' and a grid' : ''} to ${flags.out}\n`);
@@ -133,6 +134,9 @@ function progressBar(total: number): { update: (p: StepProgress) => void; stop: 
   const bar = new SingleBar({
     stream: process.stderr,
     format: 'sampling [{bar}] images {images}/{imagesTotal} | step {step}/{steps} | {rate} it/s',
+    // Not a terminal (a log file, CI): a line every 10 s and the final state, instead of nothing.
+    noTTYOutput: true,
+    notTTYSchedule: 10_000,
   }, Presets.shades_classic);
   let started = false;
   let stopped = false;
