@@ -98,7 +98,8 @@ function writeJson(file: string, value: JsonObject): void {
   fs.writeFileSync(file, pythonJson(value));
 }
 
-function modelIndex(): JsonObject {
+/** model_index.json of an SD 1.x/2.x pipeline as diffusers writes it. */
+export function modelIndex(): JsonObject {
   return {
     _class_name: 'StableDiffusionPipeline', _diffusers_version: DIFFUSERS_VERSION, feature_extractor: [null, null],
     requires_safety_checker: false, safety_checker: [null, null], scheduler: ['diffusers', 'PNDMScheduler'],

@@ -65,6 +65,13 @@ export interface Batch {
 const INSTANCE = 0;
 const CLASS = 1;
 
+/** One row of a batch: example `i`'s instance (role 0) or class (role 1) image. */
+export interface BatchRow {
+  i: number;
+  role: number;
+  example: Example;
+}
+
 export class DreamBoothDataset {
   private readonly examples: PairedExample[];
   /** Bucket mode: each example's bucket size; undefined in square mode. */
@@ -146,13 +153,19 @@ export class DreamBoothDataset {
     return rng.shuffle(batches);
   }
 
-  /** Loads a planned batch: decode, resize, crop and flip each image (sharp), then one native conversion. */
-  async loadBatch(plan: BatchPlan): Promise<Batch> {
+  /** The rows of a planned batch, in batch order: every instance row, then the class rows (collate_fn's order). */
+  rows(plan: BatchPlan): BatchRow[] {
     const pairs = plan.examples.map((i) => ({ i, pair: this.examples[i] }));
-    const rows = [
+    return [
       ...pairs.map(({ i, pair }) => ({ i, role: INSTANCE, example: pair.instance })),
       ...pairs.flatMap(({ i, pair }) => (pair.class ? [{ i, role: CLASS, example: pair.class }] : [])),
     ];
+  }
+
+  /** Loads a planned batch: decode, resize, crop and flip each image (sharp), then one native conversion. */
+  async loadBatch(plan: BatchPlan): Promise<Batch> {
+    const pairs = plan.examples;
+    const rows = this.rows(plan);
     const images = await Promise.all(rows.map((row) => this.loadRow(plan, row.i, row.role, row.example)));
     const { width, height } = plan.size;
     const bytes = new Uint8Array(rows.length * height * width * 3);

@@ -15,11 +15,11 @@ import { DbcoreError } from '../util/errors';
 import { loadAddon, type NativeSampler } from '../engine/addon';
 import { asFloat32, f32, numel, type HostTensor } from '../engine/tensor';
 import {
-  createTextEncoder, createUNet, createVAE, loadTextEncoder, loadUNet, loadVAE, loadWeights,
+  createTextEncoder, createUNet, createVAE, loadTextEncoder, loadUNet, loadVAE, loadWeights, readComponentWeights,
   type NativeTextEncoder, type NativeUNet, type NativeVAE,
 } from '../engine/networks';
 import { discoverModel } from '../checkpoint/discover';
-import { readSingleFile } from '../checkpoint/convert';
+import { modelIndex, readSingleFile } from '../checkpoint/convert';
 import { inferConfigs, pythonJson, type InferOptions, type JsonObject } from '../checkpoint/diffusers-config';
 import { originalToDiffusers } from '../checkpoint/single-file';
 import { loadTokenizer, MAX_LENGTH, type Tokenizer } from '../tokenizer';
@@ -50,6 +50,16 @@ export interface PipelineModel {
   schedulerConfig: Record<string, unknown>;
   /** Where schedulerConfig came from (error messages). */
   schedulerFile: string;
+  /** What a trained copy of this model is saved with (ts/train/save.ts). */
+  source: ModelSource;
+}
+
+/** The model's files as a saved copy needs them: config texts, the tokenizer folder, weights re-read on demand. */
+export interface ModelSource {
+  configs: { unet: string; vae: string; text_encoder: string; scheduler: string; model_index: string };
+  tokenizerDir: string;
+  /** Reads a component's weights again from the model file(s) (after its network was released). */
+  readWeights(component: 'vae' | 'text_encoder'): Map<string, HostTensor>;
 }
 
 export interface LoadPipelineOptions {
@@ -73,6 +83,15 @@ export function loadPipeline(modelPath: string, opts: LoadPipelineOptions = {}):
       vae: loadVAE(c.vae),
       schedulerConfig: c.scheduler.config,
       schedulerFile: c.scheduler.configPath,
+      source: {
+        configs: {
+          unet: fs.readFileSync(c.unet.configPath, 'utf8'), vae: fs.readFileSync(c.vae.configPath, 'utf8'),
+          text_encoder: fs.readFileSync(c.text_encoder.configPath, 'utf8'), scheduler: fs.readFileSync(c.scheduler.configPath, 'utf8'),
+          model_index: fs.readFileSync(path.join(found.path, 'model_index.json'), 'utf8'),
+        },
+        tokenizerDir: opts.tokenizerDir ?? c.tokenizer.dir,
+        readWeights: (component) => readComponentWeights(c[component]),
+      },
     }, c.unet.config, c.vae.config, c.text_encoder.config);
   }
   if (!opts.tokenizerDir) {
@@ -99,6 +118,17 @@ export function loadPipeline(modelPath: string, opts: LoadPipelineOptions = {}):
     tokenizer: loadTokenizer(opts.tokenizerDir), textEncoder, unet, vae,
     schedulerConfig: parseSchedulerConfig(pythonJson(cfg.scheduler), found.path),
     schedulerFile: found.path,
+    source: {
+      configs: {
+        unet: pythonJson(cfg.unet), vae: pythonJson(cfg.vae), text_encoder: pythonJson(cfg.textEncoder),
+        scheduler: pythonJson(cfg.scheduler), model_index: pythonJson(modelIndex()),
+      },
+      tokenizerDir: opts.tokenizerDir,
+      readWeights: (component) => {
+        const again = originalToDiffusers(readSingleFile(found.path).tensors, { version: cfg.version, unet: cfg.unetStructure, vae: cfg.vaeStructure, textLayers }, found.path, false);
+        return component === 'vae' ? again.vae : again.textEncoder;
+      },
+    },
   }, unetConfig, vaeConfig, textConfig);
 }
 

@@ -12,17 +12,14 @@ import { convert, type OutputDtype } from '../checkpoint/convert';
 import { writeSafetensors } from '../checkpoint/safetensors';
 import type { NativeNetwork } from '../engine/networks';
 import type { HostTensor } from '../engine/tensor';
+import type { ModelSource } from '../sample/pipeline';
 import { DbcoreError } from '../util/errors';
 
-/** What a saved model takes from the model training started from, besides the trained networks. */
-export interface BaseModelFiles {
-  /** Exact text of each config file (copied verbatim, so it stays as diffusers wrote it). */
-  configs: { unet: string; vae: string; text_encoder: string; scheduler: string; model_index: string };
-  /** Folder with vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json. */
-  tokenizerDir: string;
-  vae: Map<string, HostTensor>;
-  /** The frozen text encoder's weights (used when the text encoder was not trained). */
-  textEncoder: Map<string, HostTensor>;
+/** The networks to save: the trained UNet, and the text encoder / VAE when still loaded (else re-read). */
+export interface SaveNetworks {
+  unet: NativeNetwork;
+  textEncoder?: NativeNetwork;
+  vae?: NativeNetwork;
 }
 
 export interface SaveOptions {
@@ -43,7 +40,7 @@ function networkTensors(net: NativeNetwork): Array<[string, HostTensor]> {
   return net.paramTable().map(({ name }) => [name, net.getParam(name)]);
 }
 
-async function writeFolder(dir: string, base: BaseModelFiles, unet: NativeNetwork, textEncoder?: NativeNetwork): Promise<void> {
+async function writeFolder(dir: string, base: ModelSource, nets: SaveNetworks): Promise<void> {
   const write = (rel: string, text: string) => {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
     fs.writeFileSync(path.join(dir, rel), text);
@@ -53,9 +50,10 @@ async function writeFolder(dir: string, base: BaseModelFiles, unet: NativeNetwor
   write('vae/config.json', base.configs.vae);
   write('text_encoder/config.json', base.configs.text_encoder);
   write('scheduler/scheduler_config.json', base.configs.scheduler);
-  await writeSafetensors(path.join(dir, 'unet/diffusion_pytorch_model.safetensors'), networkTensors(unet), { format: 'pt' });
-  await writeSafetensors(path.join(dir, 'vae/diffusion_pytorch_model.safetensors'), base.vae, { format: 'pt' });
-  const te = textEncoder ? networkTensors(textEncoder) : base.textEncoder;
+  await writeSafetensors(path.join(dir, 'unet/diffusion_pytorch_model.safetensors'), networkTensors(nets.unet), { format: 'pt' });
+  const vae = nets.vae ? networkTensors(nets.vae) : base.readWeights('vae');
+  await writeSafetensors(path.join(dir, 'vae/diffusion_pytorch_model.safetensors'), vae, { format: 'pt' });
+  const te = nets.textEncoder ? networkTensors(nets.textEncoder) : base.readWeights('text_encoder');
   await writeSafetensors(path.join(dir, 'text_encoder/model.safetensors'), te, { format: 'pt' });
   fs.mkdirSync(path.join(dir, 'tokenizer'), { recursive: true });
   for (const f of TOKENIZER_FILES) {
@@ -78,14 +76,14 @@ function swapIntoPlace(tmp: string, target: string): void {
 }
 
 /** Saves `<parent>/<name>/` (diffusers) and `<parent>/<name>.safetensors|.ckpt` (single file). */
-export async function saveTrainedModel(parent: string, name: string, base: BaseModelFiles, unet: NativeNetwork,
-  textEncoder: NativeNetwork | undefined, opts: SaveOptions = {}): Promise<SavedModel> {
+export async function saveTrainedModel(parent: string, name: string, base: ModelSource, nets: SaveNetworks,
+  opts: SaveOptions = {}): Promise<SavedModel> {
   fs.mkdirSync(parent, { recursive: true });
   const tag = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const folder = path.join(parent, name);
   const tmpFolder = path.join(parent, `.${name}${tag}`);
   try {
-    await writeFolder(tmpFolder, base, unet, textEncoder);
+    await writeFolder(tmpFolder, base, nets);
     const result: SavedModel = { folder };
     const kind = opts.singleFile ?? 'safetensors';
     if (kind !== 'none') {

@@ -8,6 +8,8 @@
  * `--config FILE` reads a YAML/JSON file first; flags override it. `--print-config` prints the resolved
  * configuration as YAML and exits without training.
  */
+import { SingleBar, Presets } from 'cli-progress';
+import { runTraining } from '../../train/loop';
 import { Command, Option } from 'commander';
 import { configToYaml, loadTrainConfig } from '../../config/load';
 import { type TrainOptionKey, defaultOf, kebabCase, metaOf, optionGroups, trainOptionKeys } from '../../config/train-schema';
@@ -43,7 +45,7 @@ export function trainCommand(): Command {
       process.stdout.write(configToYaml(resolved.config));
       return;
     }
-    throw new DbcoreError('ENOTIMPL', 'training is not implemented yet');
+    return train(resolved);
   });
 }
 
@@ -105,4 +107,32 @@ function describe(key: TrainOptionKey): string {
   if (meta.unsupported) parts.push(`Not supported: ${meta.unsupported}.`);
   if (meta.ignored) parts.push(`Ignored: ${meta.ignored}.`);
   return parts.join(' ');
+}
+
+/** Runs training with a progress bar (step, loss, lr, it/s, ETA) and notes on stderr; a summary at the end. */
+async function train(resolved: ReturnType<typeof loadTrainConfig>): Promise<void> {
+  const bar = new SingleBar({
+    stream: process.stderr,
+    format: 'train [{bar}] step {value}/{total} | loss {loss} | lr {lr} | {rate} s/step | ETA {eta_formatted}',
+    noTTYOutput: true,
+    notTTYSchedule: 10_000,
+  }, Presets.shades_classic);
+  let started = false;
+  const stopBar = () => { if (started) bar.stop(); started = false; };
+  const result = await runTraining(resolved, {
+    info: (m) => { stopBar(); process.stderr.write(`dbcore: ${m}\n`); },
+    step: (r) => {
+      if (!started) bar.start(r.maxSteps, r.step - 1, { loss: '-', lr: '-', rate: '-' });
+      started = true;
+      bar.update(r.step, { loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), rate: r.secondsPerStep.toFixed(2) });
+    },
+  });
+  stopBar();
+  const lines = [`trained ${result.steps} step(s); outputs in ${result.outputDir}:`];
+  for (const s of result.saved) lines.push(`  model: ${s.folder}${s.singleFile ? ` and ${s.singleFile}` : ''}`);
+  if (result.checkpoints.length) lines.push(`  resumable state: ${result.checkpoints[result.checkpoints.length - 1]}`);
+  lines.push(`  log: ${result.log}`);
+  if (result.lossCurve) lines.push(`  loss curve: ${result.lossCurve}`);
+  lines.push(`  peak memory (RSS): ${(result.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+  process.stderr.write(`dbcore: ${lines.join('\n')}\n`);
 }

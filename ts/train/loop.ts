@@ -1,0 +1,286 @@
+/**
+ * `dbcore train`: DreamBooth / fine-tuning as diffusers' train_dreambooth.py and its popular forks run it, on the
+ * native engine. Order of work: load the model; generate missing class images; read the dataset; cache the VAE
+ * posteriors and (frozen) text embeddings, then release the VAE and text encoder; train with the native Trainer
+ * (noise, timesteps, loss with prior preservation, backward, clipping, AdamW / 8-bit AdamW, lr schedule); save
+ * models and resumable training state along the way; log to JSONL and TensorBoard; draw the loss curve.
+ */
+import crypto from 'crypto';
+import fs from 'fs';
+import path from 'path';
+import type { ResolvedTrainConfig } from '../config/load';
+import { DreamBoothDataset, trainingLength, type BatchPlan } from '../data/dataset';
+import { loadAddon } from '../engine/addon';
+import { resolveDevice } from '../engine/device';
+import { loadWeights, type NativeNetwork } from '../engine/networks';
+import { createTrainer } from '../engine/trainer';
+import { classImageJobs, ensureClassImages } from '../sample/class-images';
+import { loadPipeline, type PipelineModel } from '../sample/pipeline';
+import { sampleToFolder } from '../sample/run';
+import { DbcoreError } from '../util/errors';
+import { EmbeddingCache, LatentCache, rowKey, tokenIds } from './caches';
+import { makeLrSchedule } from './lr-schedule';
+import { writeLossCurve } from './loss-curve';
+import { trainingNoiseSchedule } from './noise-schedule';
+import { saveTrainedModel, type SavedModel } from './save';
+import { loadTrainingState, pruneCheckpoints, resolveResume, saveTrainingState, type TrainingPosition } from './state';
+import { EventWriter } from './tensorboard';
+
+type Config = ResolvedTrainConfig['config'];
+
+export interface StepReport {
+  step: number;
+  maxSteps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  secondsPerStep: number;
+}
+
+/** How training talks to its caller (the CLI prints; tests collect). */
+export interface TrainReporter {
+  info(message: string): void;
+  phase?(name: string, done: number, total: number): void;
+  step?(report: StepReport): void;
+}
+
+export interface TrainResult {
+  outputDir: string;
+  steps: number;
+  saved: SavedModel[];
+  checkpoints: string[];
+  lossCurve?: string;
+  log: string;
+  peakRssBytes: number;
+}
+
+/** Options this build does not implement: rejected before any work, never silently ignored. */
+function unsupportedOptions(c: Config): string[] {
+  const out: string[] = [];
+  if (c.offset_noise) out.push('offset_noise');
+  if (c.snr_gamma !== undefined) out.push('snr_gamma');
+  if (c.text_encoder_use_attention_mask) out.push('text_encoder_use_attention_mask');
+  if (c.pretrained_vae_name_or_path) out.push('pretrained_vae_name_or_path');
+  if (c.skip_save_text_encoder) out.push('skip_save_text_encoder');
+  if (c.tokenizer_max_length !== undefined && c.tokenizer_max_length !== 77) out.push('tokenizer_max_length (only 77)');
+  return out;
+}
+
+/** The options a resumed run must share with the run it continues (they decide the data, noise and shapes). */
+function fingerprintOf(resolved: ResolvedTrainConfig, seed: number): string {
+  const c = resolved.config;
+  const keys = ['pretrained_model_name_or_path', 'resolution', 'center_crop', 'flip_p', 'use_aspect_ratio_bucket', 'train_batch_size',
+    'with_prior_preservation', 'train_text_encoder', 'gradient_accumulation_steps', 'use_8bit_adam', 'clip_skip', 'use_txt_as_label',
+    'use_filename_as_label'] as const;
+  const picked = Object.fromEntries(keys.map((k) => [k, c[k] ?? null]));
+  return crypto.createHash('sha256').update(JSON.stringify({ picked, concepts: resolved.concepts, seed })).digest('hex').slice(0, 16);
+}
+
+function formatBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+function parameterCount(net: NativeNetwork): number {
+  return net.paramTable().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Weights, gradients and optimizer states of the chosen options (activations are measured after step 1). */
+function memoryPlan(c: Config, unetParams: number, teParams: number): string {
+  const trained = unetParams + (c.train_text_encoder ? teParams : 0);
+  const weights = (unetParams + (c.train_text_encoder ? teParams : 0)) * 4;
+  const grads = trained * 4;
+  // fp32 AdamW: m and v in fp32; 8-bit: one byte each plus a float absmax per 256 values.
+  const states = c.use_8bit_adam ? trained * (2 + 8 / 256) : trained * 8;
+  return `memory plan: weights ${formatBytes(weights)}, gradients ${formatBytes(grads)}, optimizer states ${formatBytes(states)}` +
+    ` (${c.use_8bit_adam ? '8-bit AdamW' : 'AdamW fp32'}), activations measured after the first step`;
+}
+
+export async function runTraining(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainResult> {
+  const c = resolved.config;
+  const unsupported = unsupportedOptions(c);
+  if (unsupported.length > 0) throw new DbcoreError('EUNSUPPORTED', `not supported by this version: ${unsupported.join(', ')}`, { file: resolved.file });
+  const device = resolveDevice(c.device);
+  if (device !== 'cpu') throw new DbcoreError('EUNSUPPORTED', 'training on CUDA is not available in this build yet; use --device cpu');
+  if (c.threads > 0) loadAddon().setNumThreads(c.threads);
+  const outputDir = path.resolve(c.output_dir);
+  fs.mkdirSync(outputDir, { recursive: true });
+  const seed = c.seed ?? crypto.randomInt(0, 2 ** 31);
+  const fingerprint = fingerprintOf(resolved, seed);
+  const resumeDir = c.resume_from ? resolveResume(c.resume_from, outputDir) : undefined;
+  const resumed = resumeDir ? loadTrainingState(resumeDir) : undefined;
+  if (resumed && resumed.position.fingerprint !== fingerprint) {
+    throw new DbcoreError('ECONFIG', 'resume_from: this checkpoint was made with a different dataset, seed or model options; resume with the same configuration', { file: resumeDir });
+  }
+  if (resumed) reporter.info(`resuming from ${resumeDir} (step ${resumed.position.step})`);
+
+  reporter.info(`loading ${c.pretrained_model_name_or_path}`);
+  const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name });
+  const jobs = classImageJobs(c, resolved.concepts);
+  if (jobs.length > 0) {
+    const made = await ensureClassImages(jobs, () => model, {
+      sampleBatchSize: c.sample_batch_size, seed, width: c.resolution, height: c.resolution,
+      onStep: (job, p) => reporter.phase?.(`class images (${job.classPrompt})`, p.imagesDone, p.imagesTotal),
+    });
+    for (const r of made) if (r.written.length) reporter.info(`generated ${r.written.length} class image(s) in ${r.job.classDataDir}`);
+  }
+
+  const dataset = await DreamBoothDataset.load(resolved, seed);
+  for (const w of dataset.warnings) reporter.info(`note: ${w}`);
+  const length = trainingLength(dataset.batchesPerEpoch, c);
+  const baseLr = c.scale_lr ? c.learning_rate * c.gradient_accumulation_steps * c.train_batch_size : c.learning_rate;
+  const lrOf = makeLrSchedule({ name: c.lr_scheduler, baseLr, warmupSteps: c.lr_warmup_steps, trainingSteps: length.maxTrainSteps, numCycles: c.lr_num_cycles, power: c.lr_power });
+  const position: TrainingPosition = resumed?.position ?? {
+    step: 0, epoch: 0, batch: 0, latentOffset: 0, optimizerSteps: 0, noiseOffset: 0, timestepOffset: 0, seed,
+    textEncoderTraining: c.train_text_encoder, fingerprint, losses: [],
+  };
+
+  const latents = await cacheLatents(model, dataset, length.numTrainEpochs, position.epoch, c, outputDir, fingerprint, seed, reporter);
+  const embeddings = new EmbeddingCache();
+  const keepTextEncoder = c.train_text_encoder || c.auto_test_model;
+  if (!c.train_text_encoder || !position.textEncoderTraining) {
+    if (resumed?.textEncoder) loadWeights(model.textEncoder, resumed.textEncoder, resumeDir!);
+    await embeddings.fill(datasetPrompts(dataset), model.tokenizer, model.textEncoder, c.clip_skip);
+  }
+  if (!c.auto_test_model) model.vae.dispose();
+  if (!keepTextEncoder) model.textEncoder.dispose();
+
+  model.unet.setGradientCheckpointing(c.gradient_checkpointing);
+  if (c.train_text_encoder) model.textEncoder.setGradientCheckpointing(c.gradient_checkpointing);
+  const trainer = createTrainer({
+    unet: model.unet, textEncoder: c.train_text_encoder ? model.textEncoder : undefined,
+    scheduler: trainingNoiseSchedule(model.schedulerConfig), priorLossWeight: c.prior_loss_weight,
+    gradientAccumulationSteps: c.gradient_accumulation_steps, maxGradNorm: c.max_grad_norm,
+    optimizer: { kind: c.use_8bit_adam ? 'adamw8bit' : 'adamw', beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay },
+    seed, clipSkip: c.clip_skip, trainTextEncoder: c.train_text_encoder,
+  });
+  if (resumed) {
+    loadWeights(model.unet, resumed.unet, resumeDir!);
+    if (c.train_text_encoder && resumed.textEncoder) loadWeights(model.textEncoder, resumed.textEncoder, resumeDir!);
+    trainer.loadOptimizerState(resumed.optimizer);
+    trainer.setState(position);
+    if (c.train_text_encoder && !position.textEncoderTraining) trainer.setTrainTextEncoder(false);
+  }
+  reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
+  reporter.info(memoryPlan(c, parameterCount(model.unet), keepTextEncoder ? parameterCount(model.textEncoder) : 0));
+
+  const logDir = path.resolve(outputDir, c.logging_dir);
+  fs.mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, 'train.jsonl');
+  const events = c.log_with === 'tensorboard' ? new EventWriter(logDir) : undefined;
+  const result: TrainResult = { outputDir, steps: position.step, saved: [], checkpoints: [], log: logFile, peakRssBytes: 0 };
+  const teTrained = () => (c.train_text_encoder ? model.textEncoder : undefined);
+
+  const saveModel = async (step: number) => {
+    reporter.info(`saving step ${step}`);
+    const saved = await saveTrainedModel(outputDir, `step_${step}`, model.source, {
+      unet: model.unet, textEncoder: keepTextEncoder ? model.textEncoder : undefined, vae: c.auto_test_model ? model.vae : undefined,
+    }, { singleFile: c.save_format === 'diffusers' ? 'none' : c.save_format, half: c.save_half });
+    result.saved.push(saved);
+    if (c.auto_test_model) await testImages(model, c, saved.folder, step, events);
+  };
+  const saveState = async () => {
+    const dir = await saveTrainingState(outputDir, { ...position, ...trainer.state() }, model.unet, teTrained(), trainer.optimizerState());
+    result.checkpoints.push(dir);
+    pruneCheckpoints(outputDir, c.checkpoints_total_limit);
+  };
+
+  let micro = 0, lossSum = 0, t0 = Date.now();
+  let lastSaved = -1;
+  outer: for (let epoch = position.epoch; epoch < length.numTrainEpochs; epoch++) {
+    const plans = dataset.plan(epoch);
+    for (let b = epoch === position.epoch ? position.batch : 0; b < plans.length; b++) {
+      const plan = plans[b];
+      const rows = dataset.rows(plan);
+      const sample = latents.sample(rows.map((r) => rowKey(r.i, r.role, plan.size.width, plan.size.height)), position.latentOffset);
+      position.latentOffset = sample.nextOffset;
+      const prompts = rows.map((r) => r.example.prompt);
+      const textInput = position.textEncoderTraining ? { inputIds: tokenIds(model.tokenizer, prompts) } : { context: embeddings.context(prompts) };
+      const r = await trainer.accumulate({ latents: sample.latents, nInstance: plan.examples.length, ...textInput });
+      lossSum += r.loss;
+      micro += 1;
+      if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
+
+      const lr = lrOf(position.step);
+      const clip = await trainer.apply(lr);
+      const loss = lossSum / (micro % c.gradient_accumulation_steps || c.gradient_accumulation_steps);
+      lossSum = 0;
+      micro = 0;
+      position.step += 1;
+      position.epoch = b + 1 < plans.length ? epoch : epoch + 1;
+      position.batch = b + 1 < plans.length ? b + 1 : 0;
+      position.losses.push({ step: position.step, loss });
+      const secondsPerStep = (Date.now() - t0) / 1000;
+      t0 = Date.now();
+      fs.appendFileSync(logFile, `${JSON.stringify({ step: position.step, epoch, loss, lr, grad_norm: clip.gradNorm, clip_coef: clip.clipCoef, seconds: secondsPerStep })}\n`);
+      if (events && (position.step % c.log_interval === 0 || position.step === 1)) events.scalars(position.step, { loss, lr, grad_norm: clip.gradNorm });
+      reporter.step?.({ step: position.step, maxSteps: length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep });
+      if (position.step === 1) reporter.info(`resident memory after the first step (weights, states, activations, workspace): ${formatBytes(process.memoryUsage().rss)}`);
+
+      if (c.train_text_encoder && position.textEncoderTraining && c.stop_text_encoder_training !== undefined && position.step >= c.stop_text_encoder_training) {
+        trainer.setTrainTextEncoder(false);
+        position.textEncoderTraining = false;
+        await embeddings.fill(datasetPrompts(dataset), model.tokenizer, model.textEncoder, c.clip_skip);
+        reporter.info(`text encoder training stopped at step ${position.step}`);
+      }
+      const done = position.step >= length.maxTrainSteps;
+      const saveEvery = c.save_model_every_n_steps;
+      if ((saveEvery && position.step % saveEvery === 0 && position.step >= c.save_min_steps) || done) {
+        await saveModel(position.step);
+        lastSaved = position.step;
+      }
+      if (position.step % c.checkpointing_steps === 0 || lastSaved === position.step) await saveState();
+      if (done) break outer;
+    }
+  }
+  if (lastSaved !== position.step) {
+    await saveModel(position.step);
+    await saveState();
+  }
+  result.steps = position.step;
+  if (position.losses.length > 0) {
+    result.lossCurve = path.join(outputDir, 'loss.png');
+    await writeLossCurve(result.lossCurve, position.losses);
+  }
+  events?.close();
+  result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  return result;
+}
+
+/** Every prompt of the dataset (each epoch visits every example, so epoch 0's rows name them all). */
+function datasetPrompts(dataset: DreamBoothDataset): Set<string> {
+  const out = new Set<string>();
+  for (const plan of dataset.plan(0)) for (const r of dataset.rows(plan)) out.add(r.example.prompt);
+  return out;
+}
+
+async function cacheLatents(model: PipelineModel, dataset: DreamBoothDataset, epochs: number, fromEpoch: number, c: Config,
+  outputDir: string, fingerprint: string, seed: number, reporter: TrainReporter): Promise<LatentCache> {
+  const cache = new LatentCache(model.scalingFactor, seed);
+  const file = path.join(outputDir, 'cache', 'latents.safetensors');
+  const plans: BatchPlan[] = [];
+  for (let e = fromEpoch; e < epochs; e++) plans.push(...dataset.plan(e));
+  if (cache.load(file, fingerprint)) reporter.info(`cached latents loaded from ${file}`);
+  const before = cache.size;
+  await cache.fill(dataset, plans, model.vae, c.train_batch_size, (done, total) => reporter.phase?.('caching latents', done, total));
+  if (cache.size !== before) await cache.save(file, fingerprint);
+  return cache;
+}
+
+/** auto_test_model: test images into the save folder (samples/), with a grid, and into TensorBoard. */
+async function testImages(model: PipelineModel, c: Config, folder: string, step: number, events?: EventWriter): Promise<void> {
+  const prompts = c.test_prompts_file
+    ? fs.readFileSync(c.test_prompts_file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean)
+    : [c.test_prompt];
+  const result = await sampleToFolder(model, {
+    prompts, negativePrompt: c.test_negative_prompt, numImagesPerPrompt: c.test_num_per_prompt, seed: c.test_seed,
+    steps: c.test_num_inference_steps, guidanceScale: c.test_guidance_scale, clipSkip: c.clip_skip,
+  }, path.join(folder, 'samples'), { grid: true });
+  if (events && result.grid) {
+    const sharp = (await import('sharp')).default;
+    const png = fs.readFileSync(result.grid);
+    const meta = await sharp(png).metadata();
+    events.images(step, [{ tag: 'samples', png, width: meta.width ?? 0, height: meta.height ?? 0 }]);
+  }
+}
+
