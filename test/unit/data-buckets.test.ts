@@ -20,6 +20,13 @@ describe('bucket table', () => {
     expect(odd.some((b) => b.width === 200 && b.height === 200)).toBe(true);
   });
 
+  test('with the multiple an SD UNet needs (64), every side at 768 is a multiple of 64 and 768x768 is present', () => {
+    const t = bucketTable(768, 64);
+    expect(t.every((b) => b.width % 64 === 0 && b.height % 64 === 0)).toBe(true);
+    expect(t.some((b) => b.width === 768 && b.height === 768)).toBe(true);
+    expect(bucketTable(512, 64).map((b) => `${b.width}x${b.height}`)).toEqual(sizes(512));
+  });
+
   test('every bucket stays within the area of 1.5 squares and the 2x side limit', () => {
     for (const b of bucketTable(512)) {
       expect(b.width * b.height).toBeLessThanOrEqual(768 * 512);

@@ -4,8 +4,9 @@
  * https://github.com/NovelAI/novelai-aspect-ratio-bucketing). At resolution 512 its defaults are
  * max_size (768, 512) (at most 96·64 latent tokens), divisible 64, min_dim 256, dim_limit 1024 and base_res
  * (512, 512), which give 19 buckets from 256x1024 to 1024x256. Here every length is scaled by resolution / 512
- * and rounded to a multiple of 8 (the VAE factor), so a resolution that is a multiple of 64 gives exactly the
- * fork's table scaled (all sides multiples of resolution / 8), and 512 gives the fork's table itself.
+ * and rounded to a multiple of `multiple` (default 8, the VAE factor; the trainer passes what the model's UNet
+ * needs: 8 × 2^(down-sampling levels), 64 for every SD release), so a resolution that is a multiple of 64 gives
+ * the fork's table scaled where that keeps the multiple, and 512 gives the fork's table itself.
  *
  * Each image goes to the bucket whose aspect ratio (width / height) is nearest its own (the first on a tie, as
  * numpy's argmin). How epochs are cut into batches within buckets is in dataset.ts.
@@ -27,16 +28,16 @@ interface BucketParams {
   base: number;
 }
 
-const roundTo8 = (x: number) => Math.max(8, 8 * Math.round(x / 8));
+const roundTo = (x: number, m: number) => Math.max(m, m * Math.round(x / m));
 
-function bucketParams(resolution: number): BucketParams {
+function bucketParams(resolution: number, multiple: number): BucketParams {
   const s = resolution / 512;
   return {
-    maxArea: roundTo8(768 * s) * roundTo8(512 * s),
-    step: roundTo8(64 * s),
-    minDim: roundTo8(256 * s),
-    dimLimit: roundTo8(1024 * s),
-    base: resolution,
+    maxArea: roundTo(768 * s, multiple) * roundTo(512 * s, multiple),
+    step: roundTo(64 * s, multiple),
+    minDim: roundTo(256 * s, multiple),
+    dimLimit: roundTo(1024 * s, multiple),
+    base: roundTo(resolution, multiple),
   };
 }
 
@@ -44,8 +45,8 @@ function bucketParams(resolution: number): BucketParams {
  * The bucket table for a training resolution, sorted by width then by descending height (the fork's
  * `key=lambda x: x[0] * 4096 - x[1]`).
  */
-export function bucketTable(resolution: number): Bucket[] {
-  const { maxArea, step, minDim, dimLimit, base } = bucketParams(resolution);
+export function bucketTable(resolution: number, multiple = 8): Bucket[] {
+  const { maxArea, step, minDim, dimLimit, base } = bucketParams(resolution, multiple);
   const sizes = new Map<string, Size>();
   const add = (width: number, height: number) => sizes.set(`${width}x${height}`, { width, height });
   // For each first side a, the largest second side b (from minDim by step) within the area and the limit;

@@ -31,6 +31,8 @@ export interface DatasetOptions {
   train_batch_size: number;
   use_aspect_ratio_bucket: boolean;
   seed: number;
+  /** Bucket sides are multiples of this (what the model's UNet needs: 64 for SD); default 8. */
+  bucketMultiple?: number;
 }
 
 /** One training example: an instance image and, with prior preservation, its class image. */
@@ -83,16 +85,16 @@ export class DreamBoothDataset {
   ) {
     this.examples = loaded.concepts.flatMap((data) => Array.from({ length: conceptLength(data) }, (_, j) => conceptExample(data, j)));
     if (options.use_aspect_ratio_bucket) {
-      const table = bucketTable(options.resolution);
+      const table = bucketTable(options.resolution, options.bucketMultiple);
       this.bucketOf = this.examples.map((e) => table[nearestBucket(table, e.instance.image)]);
     }
   }
 
   /** Reads the concepts of a resolved configuration (all problems reported in one error) and builds the dataset. */
-  static async load(resolved: ResolvedTrainConfig, seed: number): Promise<DreamBoothDataset> {
+  static async load(resolved: ResolvedTrainConfig, seed: number, bucketMultiple?: number): Promise<DreamBoothDataset> {
     const { config } = resolved;
     const loaded = await loadConcepts(resolved.concepts, config);
-    return new DreamBoothDataset(loaded, { ...config, seed });
+    return new DreamBoothDataset(loaded, { ...config, seed, bucketMultiple });
   }
 
   get numExamples(): number {

@@ -44,6 +44,8 @@ export interface PipelineModel {
   sampleSize: number;
   /** Pixels per latent cell: 2^(VAE levels − 1), 8 for every SD release. */
   vaeScaleFactor: number;
+  /** Image sides must be multiples of this: vaeScaleFactor × 2^(UNet levels − 1), 64 for every SD release. */
+  sizeMultiple: number;
   /** The VAE config's scaling_factor (0.18215 for SD 1.x): latents are divided by it before decoding. */
   scalingFactor: number;
   numTextLayers: number;
@@ -138,7 +140,7 @@ function plainJson(config: JsonObject): Record<string, unknown> {
 }
 
 function describe(
-  parts: Omit<PipelineModel, 'latentChannels' | 'sampleSize' | 'vaeScaleFactor' | 'scalingFactor' | 'numTextLayers'>,
+  parts: Omit<PipelineModel, 'latentChannels' | 'sampleSize' | 'vaeScaleFactor' | 'sizeMultiple' | 'scalingFactor' | 'numTextLayers'>,
   unet: Record<string, unknown>, vae: Record<string, unknown>, text: Record<string, unknown>,
 ): PipelineModel {
   const levels = Array.isArray(vae.block_out_channels) ? vae.block_out_channels.length : 4;
@@ -147,6 +149,7 @@ function describe(
     latentChannels: Number(unet.in_channels ?? 4),
     sampleSize: Number(unet.sample_size ?? 64),
     vaeScaleFactor: 2 ** (levels - 1),
+    sizeMultiple: 2 ** (levels - 1) * 2 ** ((Array.isArray(unet.block_out_channels) ? unet.block_out_channels.length : 4) - 1),
     scalingFactor: Number(vae.scaling_factor ?? 0.18215),
     numTextLayers: Number(text.num_hidden_layers),
   };

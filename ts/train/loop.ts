@@ -125,7 +125,8 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
     for (const r of made) if (r.written.length) reporter.info(`generated ${r.written.length} class image(s) in ${r.job.classDataDir}`);
   }
 
-  const dataset = await DreamBoothDataset.load(resolved, seed);
+  const dataset = await DreamBoothDataset.load(resolved, seed, model.sizeMultiple);
+  checkResolution(c.resolution, model.sizeMultiple);
   for (const w of dataset.warnings) reporter.info(`note: ${w}`);
   const length = trainingLength(dataset.batchesPerEpoch, c);
   const baseLr = c.scale_lr ? c.learning_rate * c.gradient_accumulation_steps * c.train_batch_size : c.learning_rate;
@@ -245,6 +246,13 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
   events?.close();
   result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   return result;
+}
+
+/** The training resolution must give latents the UNet can halve at every level. */
+function checkResolution(resolution: number, multiple: number): void {
+  if (resolution % multiple !== 0) {
+    throw new DbcoreError('ECONFIG', `resolution ${resolution} must be a multiple of ${multiple} for this model (the VAE's 8 × the UNet's down-sampling)`);
+  }
 }
 
 /** Every prompt of the dataset (each epoch visits every example, so epoch 0's rows name them all). */
