@@ -290,9 +290,8 @@ function pathProblem(p: string, rule: string): string | undefined {
     case 'dir':
       return found === 'dir' ? undefined : found === 'file' ? 'expected a folder, found a file' : 'no such folder';
     case 'parent':
-      if (found === 'file') return 'expected a folder, found a file';
-      if (found === 'missing' && statPath(path.dirname(p)) !== 'dir') return `its parent folder ${path.dirname(p)} does not exist`;
-      return undefined;
+      // A folder dbcore creates (with its parents, as train_dreambooth.py does): only a file in the way is wrong.
+      return found === 'file' ? 'expected a folder, found a file' : undefined;
     default:
       return undefined;
   }
