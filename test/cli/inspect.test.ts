@@ -44,6 +44,8 @@ describe('dbcore inspect (built CLI)', () => {
     expect(text_encoder.config).toMatchObject({ hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, hidden_act: 'quick_gelu' });
     expect(scheduler).toMatchObject({ className: 'PNDMScheduler', config: { prediction_type: 'epsilon' } });
     expect(tokenizer.files).toEqual([path.join('tokenizer', 'tokenizer_config.json'), path.join('tokenizer', 'vocab.json'), path.join('tokenizer', 'merges.txt')]);
+    // The engine's own counts, from networks built from the configs.
+    expect(summary.engine).toEqual({ unet: { parameters: 279_700 }, text_encoder: { parameters: 798_352 }, vae: { parameters: 81_215 } });
   });
 
   test.each(['tiny-sd.safetensors', 'tiny-sd.fp16.safetensors'])('single file %s --json: components by prefix with golden counts', (file) => {

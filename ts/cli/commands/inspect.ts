@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { discoverModel } from '../../checkpoint/discover';
 import { summarizeModel, type ComponentSummary, type ModelSummary } from '../../checkpoint/summary';
+import { engineParameterCounts, type EngineCount } from '../../engine/param-count';
 
 interface InspectOptions {
   json?: boolean;
@@ -19,9 +20,25 @@ export function inspectCommand(): Command {
     .option('--json', 'print a JSON object on stdout instead of a table')
     .option('--variant <name>', 'prefer weight files of this variant (e.g. fp16)')
     .action((modelPath: string, options: InspectOptions) => {
-      const summary = summarizeModel(discoverModel(modelPath, { variant: options.variant }));
-      process.stdout.write(options.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary));
+      const model = discoverModel(modelPath, { variant: options.variant });
+      const summary = summarizeModel(model);
+      const engine = model.format === 'diffusers' ? engineParameterCounts(model) : undefined;
+      const report = engine ? { ...summary, engine } : summary;
+      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatSummary(summary) + formatEngine(summary, engine));
     });
+}
+
+/** The engine's own counts next to the files' (they agree when the files hold exactly the network's weights). */
+function formatEngine(summary: ModelSummary, engine?: Record<string, EngineCount>): string {
+  if (!engine) return '';
+  const lines = ['', 'engine (networks built from the configs):'];
+  for (const [name, count] of Object.entries(engine)) {
+    if ('error' in count) { lines.push(`  ${name}: cannot build: ${count.error}`); continue; }
+    const files = summary.components[name]?.weights?.parameters;
+    const agree = files === undefined ? '' : files === count.parameters ? ' (= files)' : ` (files: ${formatCount(files)}: MISMATCH)`;
+    lines.push(`  ${name}: ${formatCount(count.parameters)} parameters${agree}`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 const COLUMNS = ['component', 'class', 'tensors', 'parameters', 'dtypes', 'files'] as const;
