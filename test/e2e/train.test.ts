@@ -142,3 +142,16 @@ test('options this version does not implement are rejected before any work', () 
   expect(r.stderr).toMatch(/not supported by this version: offset_noise/);
   expect(fs.existsSync(path.join(tmp, 'never'))).toBe(false);
 });
+
+test('trains from a single-file checkpoint; auto_test_model writes test images and a grid into each save', () => {
+  const out = path.join(tmp, 'single');
+  const overrides = JSON.stringify({ unet: { norm_num_groups: 8, sample_size: 16 }, vae: { norm_num_groups: 4 }, text_encoder: { num_attention_heads: 2 } });
+  const r = train(['--pretrained_model_name_or_path', path.join(ROOT, 'test', 'fixtures', 'tiny-sd.safetensors'), '--tokenizer_name', path.join(TINY, 'tokenizer'),
+    '--config_overrides', overrides, '--instance_data_dir', IMAGES, '--instance_prompt', 'a photo of sks toy', '--train_batch_size', '2',
+    '--max_train_steps', '2', '--auto_test_model', '--test_prompt', 'a photo of sks toy', '--test_num_per_prompt', '2',
+    '--test_num_inference_steps', '3', '--output_dir', out]);
+  expect(r.stderr).toMatch(/trained 2 step\(s\)/);
+  const samples = fs.readdirSync(path.join(out, 'step_2', 'samples')).sort();
+  expect(samples).toEqual(['00000-42.png', '00001-43.png', '00002-grid.png']);
+  expect(loadPipeline(path.join(out, 'step_2')).unet.paramTable()).toHaveLength(304);
+});

@@ -168,6 +168,22 @@ describe('installed from the tarball, offline, without compilers', () => {
     expect([...mapped]).toEqual([path.join(fs.realpathSync(project), 'node_modules', PKG.name, 'prebuilds', TUPLE, 'libgomp.so.1')]);
   });
 
-  // The remaining done-criteria of the packaging issue run here once the commands exist:
-  //   dbcore sample on models/tiny-sd, and a 10-step dbcore train on it.
+  test('dbcore sample runs on the shipped tiny model', () => {
+    const model = path.join(project, 'node_modules', PKG.name, 'models', 'tiny-sd');
+    const r = dbcore('sample', '--model', model, '--prompt', 'a photo of sks dog', '--seed', '1', '--steps', '3', '--out', 'samples', '--json');
+    expectOk(r);
+    const result = JSON.parse(r.stdout);
+    expect(result.images).toHaveLength(1);
+    expect(fs.existsSync(result.images[0].file)).toBe(true);
+  });
+
+  test('a 10-step dbcore train runs on the shipped tiny model', () => {
+    const model = path.join(project, 'node_modules', PKG.name, 'models', 'tiny-sd');
+    const r = dbcore('train', '--pretrained_model_name_or_path', model, '--instance_data_dir', path.join(ROOT, 'test', 'fixtures', 'instance-images'),
+      '--instance_prompt', 'a photo of sks toy', '--resolution', '64', '--train_batch_size', '2', '--max_train_steps', '10', '--output_dir', 'trained');
+    expectOk(r);
+    expect(r.stderr).toMatch(/trained 10 step\(s\)/);
+    expect(fs.existsSync(path.join(project, 'trained', 'step_10', 'model_index.json'))).toBe(true);
+    expect(fs.existsSync(path.join(project, 'trained', 'step_10.safetensors'))).toBe(true);
+  });
 });

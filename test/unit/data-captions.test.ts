@@ -31,10 +31,12 @@ describe('caption rules', () => {
     expect(r.captions).toEqual(['dog 1', 'a_b-c']);
   });
 
-  test('use_txt_as_label: X.png → X.txt, trimmed (BOM too), replaces instance_prompt and wins over the filename label', () => {
+  test('use_txt_as_label: X.png → X.txt, trimmed (BOM too), followed by instance_prompt ([txt] [prompt]), wins over the filename label', () => {
     expect(captionFileOf(img('my.dog.2.webp'))).toBe(img('my.dog.2.txt'));
     const r = instanceCaptions([img('dog 1.png'), img('my.dog.2.webp')], 'a photo of sks dog', { use_txt_as_label: true, use_filename_as_label: true });
-    expect(r).toEqual({ captions: ['sks dog on a beach', 'sks dog, portrait'], problems: [] });
+    expect(r).toEqual({ captions: ['sks dog on a beach a photo of sks dog', 'sks dog, portrait a photo of sks dog'], problems: [] });
+    const alone = instanceCaptions([img('dog 1.png')], undefined, { use_txt_as_label: true, use_filename_as_label: false });
+    expect(alone.captions).toEqual(['sks dog on a beach']);
   });
 
   test('missing and empty caption files are reported, not thrown', () => {

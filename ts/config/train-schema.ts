@@ -118,6 +118,9 @@ export const trainOptionShape = {
   }),
   pretrained_vae_name_or_path: path('any', 'Model', 'Path to a VAE (diffusers folder or single file) that replaces the model\'s own.'),
   tokenizer_name: path('any', 'Model', 'Path to a CLIP tokenizer folder (vocab.json, merges.txt) if not the same as the model\'s.'),
+  original_config_file: path('file', 'Model', 'Single-file models: the reference LDM YAML (v1-inference.yaml, v2-inference-v.yaml) for values the weights cannot carry.'),
+  config_overrides: str('Model', 'Single-file models: JSON of config fields the weights cannot carry, e.g. {"unet":{"norm_num_groups":8}}.'),
+  prediction_type: choice(['epsilon', 'v_prediction'], 'Model', 'Single-file models: the prediction type (SD 2.x 768-v models: v_prediction); diffusers folders take it from their scheduler config.').optional(),
   clip_skip: intDefault(1, 'Model', 'Use the output of the n-th last text-encoder layer (1 = last layer, 2 = penultimate, as in the AUTOMATIC1111 web UI).', { min: 1, max: 12 }),
   revision: str('Compatibility', 'Revision of a Hub model identifier.', { unsupported: `${NO_HUB}; pass a local model path` }),
 
@@ -126,7 +129,7 @@ export const trainOptionShape = {
   instance_prompt: str('Data', 'The prompt with identifier specifying the instance.'),
   concepts_list: path('file', 'Data', 'Path to a JSON file with several concepts, a list of {instance_prompt, class_prompt, instance_data_dir, class_data_dir, num_class_images?}; replaces instance_*/class_* options.'),
   use_filename_as_label: flag('Data', 'Use each image\'s file name as its caption instead of instance_prompt (useful for styles with wide image variance).'),
-  use_txt_as_label: flag('Data', 'Use the content of the image\'s .txt file (same name) as its caption instead of instance_prompt.'),
+  use_txt_as_label: flag('Data', 'Use the content of the image\'s .txt file (same name) as its caption, followed by instance_prompt when one is given ("[txt] [instance_prompt]").'),
   resolution: withMeta(
     z.number().int().min(64).max(2048).multipleOf(8, 'must be a multiple of 8 (the VAE downsamples by 8)').default(512),
     'Data',

@@ -8,8 +8,10 @@
  *  - use_filename_as_label: the file name without its extension (Path.stem: `a.b.png` → `a.b`), as is (the fork
  *    applies no cleanup; the tokenizer's whitespace normalization still applies);
  *  - use_txt_as_label: the content of the text file beside the image with the extension replaced by `.txt`
- *    (`X.png` → `X.txt`), trimmed; it replaces instance_prompt (it is not combined with it; put the identifier
- *    in the text files). It takes precedence over use_filename_as_label when both are set.
+ *    (`X.png` → `X.txt`), trimmed, followed by the instance_prompt when one is given: "[txt] [instance_prompt]"
+ *    (the rule this project's training issue specifies, so the identifier in instance_prompt stays in every
+ *    caption; CrazyBoyM's fork replaces the prompt instead — without an instance_prompt the two agree). It takes
+ *    precedence over use_filename_as_label when both are set.
  * Stricter than the fork: a missing or empty .txt file is an error (the fork silently trains on the empty prompt),
  * and all of them are listed in one error before training starts.
  */
@@ -61,8 +63,9 @@ export interface CaptionResult {
 export function instanceCaptions(images: readonly string[], instancePrompt: string | undefined, options: CaptionOptions): CaptionResult {
   if (options.use_txt_as_label) {
     const results = images.map(readTxtLabel);
+    const withPrompt = (txt: string) => (instancePrompt ? `${txt} ${instancePrompt}` : txt);
     return {
-      captions: results.map((r) => ('caption' in r ? r.caption : '')),
+      captions: results.map((r) => ('caption' in r ? withPrompt(r.caption) : '')),
       problems: results.flatMap((r) => ('problem' in r ? [r.problem] : [])),
     };
   }

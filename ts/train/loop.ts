@@ -17,6 +17,7 @@ import { createTrainer } from '../engine/trainer';
 import { classImageJobs, ensureClassImages } from '../sample/class-images';
 import { loadPipeline, type PipelineModel } from '../sample/pipeline';
 import { sampleToFolder } from '../sample/run';
+import { singleFileOptions } from '../sample/single-file-options';
 import { DbcoreError } from '../util/errors';
 import { EmbeddingCache, LatentCache, rowKey, tokenIds } from './caches';
 import { makeLrSchedule } from './lr-schedule';
@@ -115,7 +116,7 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
   if (resumed) reporter.info(`resuming from ${resumeDir} (step ${resumed.position.step})`);
 
   reporter.info(`loading ${c.pretrained_model_name_or_path}`);
-  const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name });
+  const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c) });
   const jobs = classImageJobs(c, resolved.concepts);
   if (jobs.length > 0) {
     const made = await ensureClassImages(jobs, () => model, {

@@ -8,10 +8,10 @@ import path from 'path';
 import fs from 'fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import YAML from 'yaml';
 import { DbcoreError } from '../../util/errors';
 import { loadPipeline, GENERATE_DEFAULTS, type StepProgress } from '../../sample/pipeline';
 import { sampleToFolder } from '../../sample/run';
+import { singleFileOptions } from '../../sample/single-file-options';
 import { validSchedulerNames } from '../../sample/schedulers';
 
 interface Flags {
@@ -85,7 +85,7 @@ export function sampleCommand(): Command {
       const prompts = readPrompts(flags);
       const model = loadPipeline(flags.model, {
         tokenizerDir: flags.tokenizer,
-        singleFile: { predictionType: flags.prediction_type, originalConfig: readYaml(flags.original_config_file), overrides: parseJson(flags.config_overrides) },
+        singleFile: singleFileOptions(flags),
       });
       const progress = progressBar(Math.ceil((prompts.length * flags.num_images_per_prompt) / flags.batch_size) * flags.steps);
       try {
@@ -112,21 +112,6 @@ function readPrompts(flags: Flags): string[] {
   }
   if (prompts.length === 0) throw new DbcoreError('EUSAGE', 'give at least one --prompt or a --prompts_file with prompts');
   return prompts;
-}
-
-function readYaml(file: string | undefined): unknown {
-  if (!file) return undefined;
-  if (!fs.existsSync(file)) throw new DbcoreError('ENOENT', 'missing', { file });
-  return YAML.parse(fs.readFileSync(file, 'utf8'));
-}
-
-function parseJson(text: string | undefined) {
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new DbcoreError('EUSAGE', `--config_overrides is not valid JSON: ${(e as Error).message}`);
-  }
 }
 
 /** cli-progress on stderr: total = batches × steps; it/s over the whole run. */
