@@ -24,6 +24,17 @@ export function resolveDevice(choice: string, info: BackendInfo = loadAddon().ba
   throw new DbcoreError('ENODEVICE', `--device cuda: the CUDA backend cannot be used: ${info.cuda.reason ?? 'unknown reason'}`);
 }
 
+/**
+ * The backend a train or sample run uses. The networks run on the CPU backend only until the CUDA model path lands
+ * (the CUDA kernels exist, the device-resident networks do not yet): auto picks cpu, cuda is refused with that
+ * reason rather than silently running on the CPU.
+ */
+export function modelDevice(choice: string, info: BackendInfo = loadAddon().backendInfo()): Backend {
+  const backend = resolveDevice(choice, info);
+  if (backend === 'cpu' || choice === 'auto') return 'cpu';
+  throw new DbcoreError('EUNSUPPORTED', '--device cuda: the networks do not run on the CUDA backend in this version yet (its kernels are being brought up); use --device cpu');
+}
+
 /** Everything `dbcore info` shows: package and runtime versions, the loaded addon, its backends, the auto pick. */
 export interface BackendReport {
   dbcore: string;

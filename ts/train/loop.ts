@@ -11,7 +11,7 @@ import path from 'path';
 import type { ResolvedTrainConfig } from '../config/load';
 import { DreamBoothDataset, trainingLength, type BatchPlan } from '../data/dataset';
 import { loadAddon } from '../engine/addon';
-import { resolveDevice } from '../engine/device';
+import { modelDevice } from '../engine/device';
 import { loadWeights, type NativeNetwork } from '../engine/networks';
 import { createTrainer } from '../engine/trainer';
 import { classImageJobs, ensureClassImages } from '../sample/class-images';
@@ -101,8 +101,7 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
   const c = resolved.config;
   const unsupported = unsupportedOptions(c);
   if (unsupported.length > 0) throw new DbcoreError('EUNSUPPORTED', `not supported by this version: ${unsupported.join(', ')}`, { file: resolved.file });
-  const device = resolveDevice(c.device);
-  if (device !== 'cpu') throw new DbcoreError('EUNSUPPORTED', 'training on CUDA is not available in this build yet; use --device cpu');
+  modelDevice(c.device);
   if (c.threads > 0) loadAddon().setNumThreads(c.threads);
   const outputDir = path.resolve(c.output_dir);
   fs.mkdirSync(outputDir, { recursive: true });

@@ -12,6 +12,7 @@ import { DbcoreError } from '../../util/errors';
 import { loadPipeline, GENERATE_DEFAULTS, type StepProgress } from '../../sample/pipeline';
 import { sampleToFolder } from '../../sample/run';
 import { singleFileOptions } from '../../sample/single-file-options';
+import { DEVICE_CHOICES, modelDevice } from '../../engine/device';
 import { validSchedulerNames } from '../../sample/schedulers';
 
 interface Flags {
@@ -35,6 +36,7 @@ interface Flags {
   original_config_file?: string;
   config_overrides?: string;
   prediction_type: 'epsilon' | 'v_prediction';
+  device: string;
 }
 
 /** The scheduler name meaning "the one in the model's scheduler_config.json". */
@@ -81,7 +83,9 @@ export function sampleCommand(): Command {
     .option('--original_config_file <yaml>', 'single files: the LDM config for values weights do not carry')
     .option('--config_overrides <json>', 'single files: JSON of config fields, e.g. {"unet":{"norm_num_groups":8}}')
     .addOption(new Option('--prediction_type <type>', 'single files: the scheduler prediction type').choices(['epsilon', 'v_prediction']).default('epsilon'))
+    .addOption(new Option('--device <device>', 'backend (auto: CUDA when available)').choices([...DEVICE_CHOICES]).default('auto'))
     .action(async (flags: Flags) => {
+      modelDevice(flags.device);
       const prompts = readPrompts(flags);
       const model = loadPipeline(flags.model, {
         tokenizerDir: flags.tokenizer,
