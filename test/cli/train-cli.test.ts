@@ -112,11 +112,12 @@ describe('dbcore train', () => {
     expect(YAML.parse(dbcore([...base, '--half'], dir).stdout).save_half).toBe(true);
   });
 
-  test('without --print-config a valid configuration stops at "not implemented" (exit 2)', () => {
+  test('without --print-config a valid configuration starts training: a folder that is no model is reported by path', () => {
     const dir = scratch();
     const { code, stderr } = dbcore(['train', '--pretrained_model_name_or_path', 'model', '--instance_data_dir', 'inst', '--instance_prompt', 'p'], dir);
-    expect(code).toBe(2);
-    expect(stderr).toContain('training is not implemented yet');
+    expect(code).toBe(1);
+    expect(stderr).toContain(path.join(dir, 'model'));
+    expect(stderr).toMatch(/model_index\.json/);
   });
 
   test('bad values exit 1 naming each key, the value and the expectation', () => {
