@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "async.h"
+#include "model/run.h"
 #include "js_tensor.h"
 #include "param_io.h"
 #include "registry.h"
@@ -20,6 +21,11 @@ namespace dbcore::js {
 // Intermediate activations captured during a forward, turned into JS tensors afterwards.
 using Captured = std::map<std::string, std::pair<Shape, std::vector<float>>>;
 Napi::Object captured_to_js(Napi::Env env, const Captured& captured);
+// A hook that copies every activation into `captured` (null when not wanted).
+ActivationHook capture_hook(bool wanted, const std::shared_ptr<Captured>& captured);
+// The `finish` of an async forward: {name: output, …, activations} built on the main thread.
+std::function<Napi::Value(Napi::Env)> forward_result(const std::vector<std::pair<std::string, Napi::Object>>& outputs,
+                                                     const std::shared_ptr<Captured>& captured);
 
 // What another native object (the Trainer) needs of a network object it uses: marking it busy while it works.
 class NetworkHandle {

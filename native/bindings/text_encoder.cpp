@@ -55,20 +55,9 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     float* out_ptr = out.tensor.f32();
     const int32_t* ids_ptr = ids.as<int32_t>();
     auto work = [=]() {
-      ActivationHook hook;
-      if (want_acts)
-        hook = [captured](const std::string& name, const float* data, const Shape& shape) {
-          (*captured)[name] = {shape, std::vector<float>(data, data + shape_numel(shape))};
-        };
-      model->forward(out_ptr, ids_ptr, B, T, clip_skip, for_backward, hook);
+      model->forward(out_ptr, ids_ptr, B, T, clip_skip, for_backward, capture_hook(want_acts, captured));
     };
-    auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.object));
-    auto finish = [captured, out_ref](Napi::Env env) -> Napi::Value {
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("out", out_ref->Value());
-      r.Set("activations", captured_to_js(env, *captured));
-      return r;
-    };
+    auto finish = forward_result({{"out", out.object}}, captured);
     last_shape_ = for_backward ? Shape{B, T, C} : Shape{};
     if (for_backward) keep_ids_ = Napi::Persistent(info[0]);  // read again by backward()
     return queue(info.Env(), work, finish, {info[0]});

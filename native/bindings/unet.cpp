@@ -75,20 +75,10 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     float* out_ptr = out.tensor.f32();
     const float *sample_ptr = sample.f32(), *context_ptr = context.f32();
     auto work = [=]() {
-      ActivationHook hook;
-      if (want_acts)
-        hook = [captured](const std::string& name, const float* data, const Shape& shape) {
-          (*captured)[name] = {shape, std::vector<float>(data, data + shape_numel(shape))};
-        };
+      ActivationHook hook = capture_hook(want_acts, captured);
       model->forward(out_ptr, sample_ptr, timesteps->data(), context_ptr, N, H, W, S, for_backward, hook);
     };
-    auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.object));
-    auto finish = [captured, out_ref](Napi::Env env) -> Napi::Value {
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("out", out_ref->Value());
-      r.Set("activations", captured_to_js(env, *captured));
-      return r;
-    };
+    auto finish = forward_result({{"out", out.object}}, captured);
     if (for_backward) {
       last_out_shape_ = {N, cfg.out_channels, H, W};
       sample_shape_ = sample.shape;

@@ -59,16 +59,8 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
     VAE* model = model_.get();
     float *mean_ptr = mean.tensor.f32(), *logvar_ptr = logvar.tensor.f32();
     const float* image_ptr = image.f32();
-    auto work = [=]() { model->encode(mean_ptr, logvar_ptr, image_ptr, N, H, W, hook(want_acts, captured)); };
-    auto mean_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(mean.object));
-    auto logvar_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(logvar.object));
-    auto finish = [captured, mean_ref, logvar_ref](Napi::Env env) -> Napi::Value {
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("mean", mean_ref->Value());
-      r.Set("logvar", logvar_ref->Value());
-      r.Set("activations", captured_to_js(env, *captured));
-      return r;
-    };
+    auto work = [=]() { model->encode(mean_ptr, logvar_ptr, image_ptr, N, H, W, capture_hook(want_acts, captured)); };
+    auto finish = forward_result({{"mean", mean.object}, {"logvar", logvar.object}}, captured);
     return queue(info.Env(), work, finish, {info[0]});
   }
 
@@ -88,14 +80,8 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
     VAE* model = model_.get();
     float* out_ptr = out.tensor.f32();
     const float* latents_ptr = latents.f32();
-    auto work = [=]() { model->decode(out_ptr, latents_ptr, N, h, w, hook(want_acts, captured)); };
-    auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.object));
-    auto finish = [captured, out_ref](Napi::Env env) -> Napi::Value {
-      Napi::Object r = Napi::Object::New(env);
-      r.Set("out", out_ref->Value());
-      r.Set("activations", captured_to_js(env, *captured));
-      return r;
-    };
+    auto work = [=]() { model->decode(out_ptr, latents_ptr, N, h, w, capture_hook(want_acts, captured)); };
+    auto finish = forward_result({{"out", out.object}}, captured);
     return queue(info.Env(), work, finish, {info[0]});
   }
 
@@ -119,12 +105,6 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
     return want_acts;
   }
 
-  static ActivationHook hook(bool want, const std::shared_ptr<Captured>& captured) {
-    if (!want) return nullptr;
-    return [captured](const std::string& name, const float* data, const Shape& shape) {
-      (*captured)[name] = {shape, std::vector<float>(data, data + shape_numel(shape))};
-    };
-  }
 };
 
 ClassRegistration vae_class("VAE", &VAEWrap::define);

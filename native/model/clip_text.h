@@ -10,6 +10,7 @@
 #include "core/arena.h"
 #include "ops/ops.h"
 #include "params.h"
+#include "run.h"  // ActivationHook: "embeddings", "encoder.layers.{i}"
 
 namespace dbcore {
 
@@ -25,8 +26,6 @@ struct ClipTextConfig {
   void validate() const;  // throws EINVAL naming the field
 };
 
-// Called with (name, data, shape) for intermediate results: "embeddings", "encoder.layers.{i}".
-using ActivationHook = std::function<void(const std::string&, const float*, const Shape&)>;
 
 class ClipTextModel {
  public:

@@ -1,12 +1,18 @@
 // What a network's layers need while running: the backend, the parameters (and gradients), and two arenas —
 // `keep` for activations that backward reads, `work` for temporaries freed with mark/release.
 #pragma once
+#include <functional>
+#include <string>
+
 #include "core/arena.h"
 #include "cpu/conv2d.h"
 #include "ops/ops.h"
 #include "params.h"
 
 namespace dbcore {
+
+// Called with (name, data, shape) for a network's intermediate results (dbcore check compares them).
+using ActivationHook = std::function<void(const std::string&, const float*, const Shape&)>;
 
 struct Run {
   ops::Context ctx;

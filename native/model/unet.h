@@ -33,7 +33,6 @@ struct UNetConfig {
   void validate() const;
 };
 
-using ActivationHook = std::function<void(const std::string&, const float*, const Shape&)>;
 
 class UNet {
  public:

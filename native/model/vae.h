@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "blocks.h"
-#include "unet.h"  // ActivationHook
+#include "run.h"  // ActivationHook
 
 namespace dbcore {
 
