@@ -1,6 +1,8 @@
 // Common JS surface of a network object (TextEncoder, UNet, VAE): it owns the model, its parameters, gradients
 // and activations, and allows one async call in flight at a time.
 //   paramTable() · setParam(name, t) · getParam(name) · getGrad(name) · zeroGrad() · setGradientCheckpointing(on)
+//   optimizerStep({lr, beta1, beta2, eps, weightDecay, maxGradNorm}) → Promise<{gradNorm, clipCoef, step}>:
+//     clip_grad_norm_ + AdamW over the whole parameter block in place (model/optimizer.h; states made on first use)
 // Derived classes add forward/backward and list their methods with `methods()`.
 #pragma once
 #include <napi.h>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "async.h"
+#include "model/optimizer.h"
+#include "op_args.h"
 #include "js_tensor.h"
 #include "param_io.h"
 #include "registry.h"
@@ -37,6 +41,7 @@ class NetworkWrap : public Napi::ObjectWrap<Derived> {
         Base::template method<&Base::get_grad>("getGrad"),
         Base::template method<&Base::zero_grad>("zeroGrad"),
         Base::template method<&Base::set_checkpointing>("setGradientCheckpointing"),
+        Base::template method<&Base::optimizer_step>("optimizerStep"),
     };
     static std::vector<std::unique_ptr<Method>> owned;  // method pointers passed as callback data
     for (auto& [n, m] : extra) {
@@ -49,6 +54,7 @@ class NetworkWrap : public Napi::ObjectWrap<Derived> {
 
  protected:
   std::unique_ptr<Model> model_;
+  NetworkAdamW optimizer_;
   bool busy_ = false;
 
   void check_idle() const { DBCORE_CHECK(!busy_, "EBUSY", "another call on this network is still running (await it)"); }
@@ -119,6 +125,23 @@ class NetworkWrap : public Napi::ObjectWrap<Derived> {
     DBCORE_CHECK(info.Length() > 0 && info[0].IsBoolean(), "EINVAL", "setGradientCheckpointing(boolean)");
     model_->set_gradient_checkpointing(info[0].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
+  }
+  Napi::Value optimizer_step(const Napi::CallbackInfo& info) {
+    check_idle();
+    const cpu::AdamWHyper hyper = adamw_hyper_option(info, 0);
+    const double max_grad_norm = ranged_option(info, 0, "maxGradNorm", 1.0, 0, kHuge, true);  // 0: no clipping
+    auto result = std::make_shared<OptimizerStepResult>();
+    ParamStore* store = &model_->store();
+    NetworkAdamW* optimizer = &optimizer_;
+    auto work = [=]() { *result = optimizer->step(*store, hyper, max_grad_norm); };
+    auto finish = [result](Napi::Env env) -> Napi::Value {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("gradNorm", result->grad_norm);
+      r.Set("clipCoef", result->clip_coef);
+      r.Set("step", static_cast<double>(result->step));
+      return r;
+    };
+    return queue(info.Env(), work, finish, {});
   }
 };
 

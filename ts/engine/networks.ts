@@ -6,13 +6,27 @@
 import { DbcoreError } from '../util/errors';
 import { readSafetensors } from '../checkpoint/safetensors';
 import type { DiffusersComponent } from '../checkpoint/discover';
-import { loadAddon } from './addon';
+import { loadAddon, type AdamWOptions } from './addon';
 import type { HostTensor } from './tensor';
 import { resolveUNetConfig } from './unet-config';
 
 export interface ParamInfo {
   name: string;
   shape: number[];
+}
+
+/** Options of NativeNetwork.optimizerStep: torch AdamW's hyper-parameters and clip_grad_norm_'s max_norm (0: off). */
+export interface OptimizerStepOptions extends AdamWOptions {
+  maxGradNorm?: number;
+}
+
+export interface OptimizerStepResult {
+  /** Global L2 norm of all parameter gradients before clipping. */
+  gradNorm: number;
+  /** Factor every gradient was scaled by (1: not clipped). */
+  clipCoef: number;
+  /** Updates done so far, this one included. */
+  step: number;
 }
 
 /** What every native network object offers (native/bindings/network_wrap.h). */
@@ -23,6 +37,8 @@ export interface NativeNetwork {
   getGrad(name: string): HostTensor;
   zeroGrad(): void;
   setGradientCheckpointing(on: boolean): void;
+  /** Clips all gradients by their global norm, then one fp32 AdamW step on every parameter, in place. */
+  optimizerStep(opts?: OptimizerStepOptions): Promise<OptimizerStepResult>;
 }
 
 export interface ForwardResult {
