@@ -7,6 +7,9 @@ namespace dbcore {
 // Sets the thread count used by OpenMP loops and by OpenBLAS (n <= 0: all cores).
 void set_num_threads(int n);
 int num_threads();
+// OpenMP's thread count is a per-thread setting: a thread that did not call set_num_threads (a libuv worker
+// running async work) starts with the default (all cores). Applies the count set last to the calling thread.
+void use_num_threads_here();
 
 }  // namespace dbcore
 
