@@ -25,6 +25,8 @@ void use_num_threads_here() {
   if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
 }
 
+int threads_here() { return omp_get_max_threads(); }
+
 int num_threads() {
   const int n = g_threads.load();
   return n > 0 ? n : omp_get_max_threads();

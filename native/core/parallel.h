@@ -10,6 +10,8 @@ int num_threads();
 // OpenMP's thread count is a per-thread setting: a thread that did not call set_num_threads (a libuv worker
 // running async work) starts with the default (all cores). Applies the count set last to the calling thread.
 void use_num_threads_here();
+// The number of threads an OpenMP region started by the calling thread would use.
+int threads_here();
 
 }  // namespace dbcore
 

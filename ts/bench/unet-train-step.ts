@@ -37,6 +37,7 @@ export interface UNetBenchOptions {
 export interface UNetBenchResult {
   benchmark: 'unet-train-step';
   config: string;
+  /** OpenMP threads of the worker thread that ran the steps */
   threads: number;
   batch: number;
   latent: [number, number];
@@ -198,7 +199,7 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
   return {
     benchmark: 'unet-train-step',
     config: name,
-    threads: addon.numThreads(),
+    threads: await addon.workerThreads(), // what forward/backward ran with
     batch: B,
     latent: [res, res],
     text_states: [B, S, D],

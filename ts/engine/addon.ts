@@ -155,6 +155,8 @@ export interface NativeAddon {
   ops: NativeOps;
   setNumThreads(n: number): void;
   numThreads(): number;
+  /** The thread count async work (forward, backward, optimizerStep) runs with, read on a worker thread. */
+  workerThreads(): Promise<number>;
 }
 
 let cached: NativeAddon | undefined;
