@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "registry.h"
 
 namespace dbcore::js {
@@ -27,6 +28,7 @@ class ClosureWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
+      use_num_threads_here();
       work_();
     } catch (const Error& e) {
       code_ = e.code();

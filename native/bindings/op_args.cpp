@@ -23,6 +23,25 @@ int int_option(const Napi::CallbackInfo& info, size_t index, const char* key, in
   return static_cast<int>(v);
 }
 
+double ranged_option(const Napi::CallbackInfo& info, size_t index, const char* key, double fallback, double lo,
+                     double hi, bool hi_inclusive) {
+  double v = number_option(info, index, key, fallback);
+  DBCORE_CHECK(std::isfinite(v) && v >= lo && (hi_inclusive ? v <= hi : v < hi), "EINVAL",
+               "option '%s' = %g is out of range: expected %g <= %s %s %g", key, v, lo, key,
+               hi_inclusive ? "<=" : "<", hi);
+  return v;
+}
+
+cpu::AdamWHyper adamw_hyper_option(const Napi::CallbackInfo& info, size_t index) {
+  cpu::AdamWHyper h;
+  h.lr = ranged_option(info, index, "lr", h.lr, 0, kHuge, true);
+  h.beta1 = ranged_option(info, index, "beta1", h.beta1, 0, 1, false);
+  h.beta2 = ranged_option(info, index, "beta2", h.beta2, 0, 1, false);
+  h.eps = ranged_option(info, index, "eps", h.eps, 0, kHuge, true);
+  h.weight_decay = ranged_option(info, index, "weightDecay", h.weight_decay, 0, kHuge, true);
+  return h;
+}
+
 Tensor optional_f32_arg(const Napi::CallbackInfo& info, size_t index, const char* what) {
   if (index >= info.Length() || info[index].IsNull() || info[index].IsUndefined()) return Tensor();
   return tensor_arg(info, index, what, DType::F32);

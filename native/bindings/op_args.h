@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include "cpu/optim.h"
 #include "js_tensor.h"
 
 namespace dbcore::js {
@@ -10,6 +11,15 @@ namespace dbcore::js {
 // Integer option `key` of the options object at `index` (fallback when absent; a fallback below `min` makes the
 // option required); throws EINVAL below `min`.
 int int_option(const Napi::CallbackInfo& info, size_t index, const char* key, int fallback, int min);
+
+// Number option `key` (fallback when absent), checked to lie in [lo, hi] (or [lo, hi) unless hi_inclusive).
+double ranged_option(const Napi::CallbackInfo& info, size_t index, const char* key, double fallback, double lo,
+                     double hi, bool hi_inclusive);
+constexpr double kHuge = 1e30;  // "no upper bound" for ranged_option
+
+// AdamW hyper-parameters {lr, beta1, beta2, eps, weightDecay} of the options object at `index`, range-checked;
+// absent keys keep cpu::AdamWHyper's defaults (torch's).
+cpu::AdamWHyper adamw_hyper_option(const Napi::CallbackInfo& info, size_t index);
 
 // An F32 tensor argument that may be null or undefined (then the result has data == nullptr).
 Tensor optional_f32_arg(const Napi::CallbackInfo& info, size_t index, const char* what);

@@ -1,5 +1,6 @@
 // Kernel-level exports for tests: matmul (sync and async), softmax, in-place scaling, sums, random fills.
 #include <cmath>
+#include <memory>
 
 #include "async.h"
 #include "core/parallel.h"
@@ -133,5 +134,13 @@ DBCORE_EXPORT(setNumThreads) {
   return info.Env().Undefined();
 }
 DBCORE_EXPORT(numThreads) { return Napi::Number::New(info.Env(), num_threads()); }
+
+// workerThreads() → Promise<number>: the OpenMP thread count that async work (forward, backward, …) runs with,
+// read on a worker thread.
+DBCORE_EXPORT(workerThreads) {
+  auto n = std::make_shared<int>(0);
+  return run_async(info.Env(), [n]() { *n = threads_here(); },
+                   [n](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *n); }, {});
+}
 
 }  // namespace dbcore::js

@@ -7,22 +7,12 @@
 #include "cpu/adam8bit.h"
 #include "cpu/optim.h"
 #include "js_tensor.h"
+#include "op_args.h"
 #include "registry.h"
 
 namespace dbcore::js {
 namespace {
 
-// Reads and range-checks one optimizer hyper-parameter from the options object at `index`.
-double hyper(const Napi::CallbackInfo& info, size_t index, const char* key, double fallback, double lo,
-             double hi, bool hi_inclusive) {
-  double v = number_option(info, index, key, fallback);
-  DBCORE_CHECK(std::isfinite(v) && v >= lo && (hi_inclusive ? v <= hi : v < hi), "EINVAL",
-               "option '%s' = %g is out of range: expected %g <= %s %s %g", key, v, lo, key,
-               hi_inclusive ? "<=" : "<", hi);
-  return v;
-}
-
-constexpr double kHuge = 1e30;
 
 void check_same_numel(const Tensor& t, const Tensor& param, const char* what) {
   DBCORE_CHECK(t.numel() == param.numel(), "ESHAPE", "%s is %s but param is %s (element counts differ)", what,
@@ -88,12 +78,7 @@ DBCORE_OP(adamwStep) {
   check_same_numel(grad, param, "grad");
   check_same_numel(m, param, "m");
   check_same_numel(v, param, "v");
-  cpu::AdamWHyper h;
-  h.lr = hyper(info, 4, "lr", h.lr, 0, kHuge, true);
-  h.beta1 = hyper(info, 4, "beta1", h.beta1, 0, 1, false);
-  h.beta2 = hyper(info, 4, "beta2", h.beta2, 0, 1, false);
-  h.eps = hyper(info, 4, "eps", h.eps, 0, kHuge, true);
-  h.weight_decay = hyper(info, 4, "weightDecay", h.weight_decay, 0, kHuge, true);
+  const cpu::AdamWHyper h = adamw_hyper_option(info, 4);
   double step = number_option(info, 4, "step", NAN);
   DBCORE_CHECK(step >= 1 && step == std::floor(step) && step < 9.0e15, "EINVAL",
                "option 'step' = %g must be an integer >= 1 (the number of updates including this one)", step);
@@ -204,11 +189,11 @@ DBCORE_OP(adam8bitStep) {
   Napi::Object state = info[2].As<Napi::Object>();
   const int64_t n = param.numel();
   cpu::Adam8bitHyper h;
-  h.lr = static_cast<float>(hyper(info, 3, "lr", h.lr, 0, kHuge, true));
-  h.beta1 = static_cast<float>(hyper(info, 3, "beta1", h.beta1, 0, 1, false));
-  h.beta2 = static_cast<float>(hyper(info, 3, "beta2", h.beta2, 0, 1, false));
-  h.eps = static_cast<float>(hyper(info, 3, "eps", h.eps, 0, kHuge, true));
-  h.weight_decay = static_cast<float>(hyper(info, 3, "weightDecay", h.weight_decay, 0, kHuge, true));
+  h.lr = static_cast<float>(ranged_option(info, 3, "lr", h.lr, 0, kHuge, true));
+  h.beta1 = static_cast<float>(ranged_option(info, 3, "beta1", h.beta1, 0, 1, false));
+  h.beta2 = static_cast<float>(ranged_option(info, 3, "beta2", h.beta2, 0, 1, false));
+  h.eps = static_cast<float>(ranged_option(info, 3, "eps", h.eps, 0, kHuge, true));
+  h.weight_decay = static_cast<float>(ranged_option(info, 3, "weightDecay", h.weight_decay, 0, kHuge, true));
   const int pct = percentile_option(info, 3);
   h.step = state_step(state) + 1;
 

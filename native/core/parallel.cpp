@@ -3,12 +3,13 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <atomic>
 #include <thread>
 
 namespace dbcore {
 
 namespace {
-int g_threads = 0;
+std::atomic<int> g_threads{0};  // read by worker threads
 }
 
 void set_num_threads(int n) {
@@ -19,7 +20,17 @@ void set_num_threads(int n) {
   openblas_set_num_threads(n);
 }
 
-int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+void use_num_threads_here() {
+  const int n = g_threads.load();
+  if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
+int threads_here() { return omp_get_max_threads(); }
+
+int num_threads() {
+  const int n = g_threads.load();
+  return n > 0 ? n : omp_get_max_threads();
+}
 
 // The same preprocessor conditions as DBCORE_SIMD_CLONES in parallel.h, and the loader's test for each clone.
 const char* simd_clone() {

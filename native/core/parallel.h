@@ -7,6 +7,11 @@ namespace dbcore {
 // Sets the thread count used by OpenMP loops and by OpenBLAS (n <= 0: all cores).
 void set_num_threads(int n);
 int num_threads();
+// OpenMP's thread count is a per-thread setting: a thread that did not call set_num_threads (a libuv worker
+// running async work) starts with the default (all cores). Applies the count set last to the calling thread.
+void use_num_threads_here();
+// The number of threads an OpenMP region started by the calling thread would use.
+int threads_here();
 
 // The kernel clone DBCORE_SIMD_CLONES functions run on this CPU: "x86-64-v3 (AVX2, FMA)", "avx2" (compilers
 // that clone on plain AVX2) or "baseline" (no clone matched, or a build without clones). Mirrors the macro below.

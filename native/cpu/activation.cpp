@@ -15,11 +15,11 @@ constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 constexpr float kQuickGeluAlpha = 1.702f;  // ref: transformers QuickGELUActivation
 
-// Exact GELU: x·Φ(x), Φ(x) = (1 + erf(x/√2)) / 2.
-inline float gelu(float x) { return 0.5f * x * (1.f + std::erf(x * kInvSqrt2)); }
+// GELU (exact form, not the tanh one): x·Φ(x), Φ(x) = (1 + erf(x/√2)) / 2, erf by fast_erf (≈ 1 ulp).
+DBCORE_INLINE float gelu(float x) { return 0.5f * x * (1.f + fast_erf(x * kInvSqrt2)); }
 // d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π).
-inline float gelu_grad(float x) {
-  return 0.5f * (1.f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * fast_exp(-0.5f * x * x);
+DBCORE_INLINE float gelu_grad(float x) {
+  return 0.5f * (1.f + fast_erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * fast_exp(-0.5f * x * x);
 }
 
 }  // namespace
@@ -40,13 +40,15 @@ void silu_backward(float* dinp, const float* dout, const float* inp, int64_t n) 
   }
 }
 
+DBCORE_SIMD_CLONES
 void gelu_forward(float* out, const float* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = gelu(inp[i]);
 }
 
+DBCORE_SIMD_CLONES
 void gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * gelu_grad(inp[i]);
 }
 
@@ -67,17 +69,20 @@ void quick_gelu_backward(float* dinp, const float* dout, const float* inp, int64
 }
 
 // out[m, f] = hidden[m, f] · gelu(gate[m, f]) with hidden = inp[m, 0:F], gate = inp[m, F:2F].
+DBCORE_SIMD_CLONES
 void geglu_forward(float* out, const float* inp, int M, int F) {
 #pragma omp parallel for schedule(static)
   for (int m = 0; m < M; ++m) {
     const float* hidden = inp + static_cast<long>(m) * 2 * F;
     const float* gate = hidden + F;
     float* y = out + static_cast<long>(m) * F;
+#pragma omp simd
     for (int f = 0; f < F; ++f) y[f] = hidden[f] * gelu(gate[f]);
   }
 }
 
 // dhidden = dout · gelu(gate), dgate = dout · hidden · gelu'(gate).
+DBCORE_SIMD_CLONES
 void geglu_backward(float* dinp, const float* dout, const float* inp, int M, int F) {
 #pragma omp parallel for schedule(static)
   for (int m = 0; m < M; ++m) {
@@ -86,6 +91,7 @@ void geglu_backward(float* dinp, const float* dout, const float* inp, int M, int
     const float* dy = dout + static_cast<long>(m) * F;
     float* dhidden = dinp + static_cast<long>(m) * 2 * F;
     float* dgate = dhidden + F;
+#pragma omp simd
     for (int f = 0; f < F; ++f) {
       dhidden[f] = dy[f] * gelu(gate[f]);
       dgate[f] = dy[f] * hidden[f] * gelu_grad(gate[f]);

@@ -184,6 +184,8 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   numThreads(): number;
   backendInfo(): BackendInfo;
+  /** The thread count async work (forward, backward, optimizerStep) runs with, read on a worker thread. */
+  workerThreads(): Promise<number>;
 }
 
 let cached: NativeAddon | undefined;

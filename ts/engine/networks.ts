@@ -6,7 +6,7 @@
 import { DbcoreError } from '../util/errors';
 import { readSafetensors } from '../checkpoint/safetensors';
 import type { DiffusersComponent } from '../checkpoint/discover';
-import { loadAddon } from './addon';
+import { loadAddon, type AdamWOptions } from './addon';
 import type { HostTensor } from './tensor';
 import { resolveUNetConfig } from './unet-config';
 import { resolveVAEConfig } from './vae-config';

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// `npm run bench -- [unet-train-step] [options]`: times full UNet training steps of the native engine
+// (ts/bench/unet-train-step.ts, built to dist/ by `npm run build:ts`), prints a summary (or one JSON object with
+// --json) and writes the JSON to bench/out/. The PyTorch baseline is bench/torch/torch_train_step.py, which takes
+// the same options; bench/RESULTS.md has the measured numbers.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { Command, Option } = require('commander');
+
+const root = path.resolve(__dirname, '..');
+const BENCHMARKS = ['unet-train-step'];
+
+function loadModules() {
+  try {
+    return {
+      bench: require(path.join(root, 'dist', 'bench', 'unet-train-step.js')),
+      addon: require(path.join(root, 'dist', 'engine', 'addon.js')),
+    };
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    throw new Error(`dist/ is missing or stale (${e.message.split('\n')[0]}): run \`npm run build\` first`);
+  }
+}
+
+const int = (flag) => (v) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${flag} must be an integer, got '${v}'`);
+  return n;
+};
+
+function parse(argv) {
+  const program = new Command('bench')
+    .description('Time native training steps; see bench/RESULTS.md')
+    .argument('[benchmark]', `one of ${BENCHMARKS.join(', ')}`, 'unet-train-step')
+    .option('--config <name|path>', 'tiny | sd-small | sd15 | sd21 | path to a diffusers unet/config.json', 'sd15')
+    .option('--batch <n>', 'images per step', int('--batch'), 1)
+    .option('--res <n>', "latent side (default: the config's sample_size)", int('--res'))
+    .option('--steps <n>', 'timed steps', int('--steps'), 10)
+    .option('--warmup <n>', 'untimed steps first', int('--warmup'), 2)
+    .option('--grad-ckpt', 'gradient checkpointing (each resnet / transformer block)', false)
+    .option('--threads <n>', 'OpenMP and OpenBLAS threads (default: all cores)', int('--threads'))
+    .addOption(new Option('--adam <kind>', 'AdamW with fp32 states (after clipping), or no optimizer step')
+      .choices(['32', 'none']).default('32'))
+    .option('--seed <n>', 'seed of the weights and batches', int('--seed'), 0)
+    .option('--json', 'print one JSON object instead of a summary', false)
+    .option('--out <dir>', 'folder for the JSON result', path.join(root, 'bench', 'out'));
+  program.parse(argv, { from: 'user' });
+  const [benchmark] = program.processedArgs;
+  if (!BENCHMARKS.includes(benchmark)) program.error(`unknown benchmark '${benchmark}': one of ${BENCHMARKS.join(', ')}`);
+  return { benchmark, ...program.opts() };
+}
+
+function summary(r) {
+  const gib = 2 ** 30;
+  return [
+    `${r.benchmark} ${r.config}: batch ${r.batch}, latent ${r.latent.join('x')}, grad-ckpt ${r.grad_ckpt}, ` +
+      `optimizer ${r.optimizer}, ${r.threads} threads`,
+    `  parameters           ${r.parameters.toLocaleString('en-US')}`,
+    `  ms/step (median)     ${r.ms_per_step_median.toFixed(1)}   (mean ${r.ms_per_step_mean.toFixed(1)}, min ` +
+      `${r.ms_per_step_min.toFixed(1)}, max ${r.ms_per_step_max.toFixed(1)} over ${r.steps} steps, ${r.warmup} warmup)`,
+    `  every step, ms       ${r.ms_per_step_all.map((t) => t.toFixed(0)).join(' ')}`,
+    `  process CPU s/step   ${r.cpu_s_all.map((t) => t.toFixed(2)).join(' ')}`,
+    `  steps/s              ${r.steps_per_s}   (${r.samples_per_s} samples/s)`,
+    `  peak RSS             ${(r.peak_rss_bytes / gib).toFixed(2)} GiB  (before the steps ${(r.rss_before_steps_bytes / gib).toFixed(2)} GiB)`,
+    `  FLOPs/step           ${r.model_flops_per_step.toExponential(3)} model (3x forward ${r.forward_flops.toExponential(3)}), ` +
+      `${r.executed_flops_per_step.toExponential(3)} executed; ${r.model_gflops_per_s} GFLOP/s model, ${r.executed_gflops_per_s} executed`,
+  ].join('\n');
+}
+
+async function main() {
+  const opts = parse(process.argv.slice(2));
+  const { bench, addon } = loadModules();
+  if (opts.threads !== undefined) addon.loadAddon().setNumThreads(opts.threads);
+  const result = await bench.runUNetTrainStep(
+    { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
+      gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed },
+    opts.json ? undefined : (i, ms) => process.stderr.write(`step ${i}${i < opts.warmup ? ' (warmup)' : ''}: ${ms.toFixed(0)} ms\n`),
+  );
+  result.date = new Date().toISOString();
+  fs.mkdirSync(opts.out, { recursive: true });
+  const tag = `${result.config.replace(/[^\w.-]+/g, '_')}-${result.latent[0]}-b${result.batch}${result.grad_ckpt ? '-ckpt' : ''}`;
+  const file = path.join(opts.out, `${opts.benchmark}-${tag}-${result.date.replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  if (opts.json) console.log(JSON.stringify(result));
+  else console.log(`${summary(result)}\n  written              ${path.relative(process.cwd(), file)}`);
+}
+
+main().catch((e) => {
+  console.error(`bench: ${e.code ? `[${e.code}] ` : ''}${e.message}`);
+  process.exit(1);
+});
