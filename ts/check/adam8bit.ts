@@ -66,6 +66,7 @@ export function checkAdam8bit(file: string): CheckRow[] {
 }
 
 function readIndex(file: string): Adam8bitIndex {
+  if (!fs.existsSync(file)) throw new DbcoreError('ENOENT', 'the adam8bit vectors need their index.json beside them', { file });
   let index: Adam8bitIndex;
   try {
     index = JSON.parse(fs.readFileSync(file, 'utf8'));
