@@ -1,112 +1,68 @@
 /**
  * 8-bit Adam / AdamW against bitsandbytes' vectors (test/fixtures/adam8bit, SPEC.md). The spec's arithmetic
- * contract makes a CPU build bit-exact (SPEC §6: codes, absmax, params and 32-bit states identical), so every
- * comparison below is bitwise. Then bitsandbytes' own rule: 8-bit AdamW in lock-step with fp32 AdamW on random
- * data, and a state save/load round trip mid-run.
+ * contract makes a CPU build bit-exact (SPEC §6: codes, absmax, params and 32-bit states identical): every vector
+ * is compared bitwise by checkAdam8bit, the code path of `dbcore check adam8bit`. Then bitsandbytes' own rule:
+ * 8-bit AdamW in lock-step with fp32 AdamW on random data, and a state save/load round trip mid-run.
  */
 import path from 'path';
+import { checkAdam8bit } from '../../ts/check/adam8bit';
+import { exactRow } from '../../ts/check/compare';
 import { loadAddon, type Adam8bitState } from '../../ts/engine/addon';
 import { asFloat32, type HostTensor } from '../../ts/engine/tensor';
-import { readGolden as readSafetensors, tensorOf, f32Of, type GoldenFile as LiteFile } from '../helpers/golden';
+import { readGolden } from '../helpers/golden';
 
 const { ops } = loadAddon();
 const dir = path.join(__dirname, '..', 'fixtures', 'adam8bit');
 const index = require(path.join(dir, 'index.json'));
-const load = (name: string): LiteFile => readSafetensors(path.join(dir, name));
-
-/** Number of elements whose bits differ, and the first such index (-1 if none). */
-function bitDiff(a: HostTensor, b: HostTensor): { count: number; first: number } {
-  const bytes = (t: HostTensor) =>
-    t.data instanceof ArrayBuffer ? new Uint8Array(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  const x = bytes(a), y = bytes(b);
-  expect(a.dtype).toBe(b.dtype);
-  expect(x.length).toBe(y.length);
-  const size = a.dtype === 'U8' ? 1 : 4;
-  let count = 0, first = -1;
-  for (let i = 0; i < x.length; i += size) {
-    let same = true;
-    for (let k = 0; k < size; k++) same = same && x[i + k] === y[i + k];
-    if (!same) {
-      count++;
-      if (first < 0) first = i / size;
-    }
-  }
-  return { count, first };
-}
 
 function expectBitIdentical(mine: HostTensor, golden: HostTensor, what: string): void {
-  const d = bitDiff(mine, golden);
-  if (d.count > 0) throw new Error(`${what}: ${d.count} elements differ, first at ${d.first}`);
+  const row = exactRow(what, mine, golden);
+  if (!row.ok) throw new Error(`${what}: ${row.error} elements differ (${row.detail})`);
 }
 
-/** A writable F32 copy of a fixture tensor (the optimizer updates it in place). */
-function copyF32(t: HostTensor): HostTensor & { data: Float32Array } {
-  return { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(asFloat32(t)) };
-}
-
-function hyperparams(f: LiteFile) {
-  const h = JSON.parse(f.metadata.hyperparams);
-  return { lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weight_decay };
-}
-
-/** Runs the stored gradients through a fresh state and checks every stored state/param bitwise after each step. */
-function replay(f: LiteFile, name: string, steps: number, init: Record<string, number> = {}, pclip?: number) {
-  const opts = { ...hyperparams(f), percentileClipping: pclip };
-  const param = copyF32(tensorOf(f, `${name}.init`));
-  const state = ops.adam8bitInitState(param, init);
-  expect(state.state1.dtype).toBe(tensorOf(f, `${name}.state1.1`).dtype);
-  if (state.qmap1) {
-    expectBitIdentical(state.qmap1, tensorOf(f, 'qmap1'), 'qmap1');
-    expectBitIdentical(state.qmap2!, tensorOf(f, 'qmap2'), 'qmap2');
-  }
-  for (let k = 1; k <= steps; k++) {
-    const info = ops.adam8bitStep(param, tensorOf(f, `${name}.grad.${k}`), state, opts);
-    expect(state.step).toBe(k);
-    expectBitIdentical(param, tensorOf(f, `${name}.param.${k}`), `${name} param after step ${k}`);
-    expectBitIdentical(state.state1, tensorOf(f, `${name}.state1.${k}`), `${name} state1 after step ${k}`);
-    expectBitIdentical(state.state2, tensorOf(f, `${name}.state2.${k}`), `${name} state2 after step ${k}`);
-    if (state.absmax1) {
-      expectBitIdentical(state.absmax1, tensorOf(f, `${name}.absmax1.${k}`), `${name} absmax1 after step ${k}`);
-      expectBitIdentical(state.absmax2!, tensorOf(f, `${name}.absmax2.${k}`), `${name} absmax2 after step ${k}`);
-    }
-    if (pclip !== undefined) {
-      expectBitIdentical(state.gnorm_vec!, tensorOf(f, `${name}.gnorm_vec.${k}`), `gnorm_vec after step ${k}`);
-      for (const [key, stored] of [['gnormScale', 'gnorm_scale'], ['currentGnorm', 'current_gnorm'], ['clipValue', 'clip_value']]) {
-        expect(Math.fround((info as any)[key])).toBe(f32Of(tensorOf(f, `${name}.${stored}.${k}`))[0]);
+describe('every vector of index.json, bit for bit (checkAdam8bit: SPEC §1–§5)', () => {
+  const rows = checkAdam8bit(path.join(dir, 'index.json'));
+  const names = rows.map((r) => r.name);
+  test('rows cover every file, quantize case, parameter and step, and the 8-bit vs 32-bit statistics', () => {
+    const files = Object.keys(index.files).map((f: string) => f.replace('.safetensors', ''));
+    for (const f of files) expect(names.some((n) => n.startsWith(`${f}.`))).toBe(true);
+    expect(names.filter((n) => n.startsWith('quantize_blockwise.'))).toHaveLength(3 * index.quantize_cases.length);
+    const steps = index.optimizer_runs.inputs.steps;
+    for (const run of ['adamw8bit', 'adam8bit', 'adamw32bit']) {
+      for (const [param, layout] of Object.entries<any>(index.optimizer_runs[run].layout)) {
+        const perStep = layout.states === '8bit' ? ['param', 'state1', 'state2', 'absmax1', 'absmax2'] : ['param', 'state1', 'state2'];
+        expect(names.filter((n) => n.startsWith(`${run}.${param}.`) && /\.\d+$/.test(n)).sort())
+          .toEqual(perStep.flatMap((w) => Array.from({ length: steps }, (_, k) => `${run}.${param}.${w}.${k + 1}`)).sort());
       }
     }
-  }
-  return { param, state };
-}
-
-describe('quantization maps (SPEC §1)', () => {
-  const maps = load('maps.safetensors');
-  test('the built-in maps are bit-identical to create_dynamic_map(signed=True/False)', () => {
-    const m = ops.adam8bitMaps();
-    expectBitIdentical(m.signed, tensorOf(maps, 'dynamic_signed'), 'signed map');
-    expectBitIdentical(m.unsigned, tensorOf(maps, 'dynamic_unsigned'), 'unsigned map');
-    const s = asFloat32(m.signed);
-    expect([s[127], s[255]]).toEqual([0, 1]);
-    expect(s[0]).toBeCloseTo(-0.99296873808, 10);
+    expect(names.filter((n) => n.startsWith('adamw8bit_edge.w_edge.param.'))).toHaveLength(index.edge.steps);
+    const pclipSteps = index.percentile_clipping.steps;
+    for (const w of ['gnorm_vec', 'gnorm_scale', 'current_gnorm', 'clip_value']) {
+      expect(names.filter((n) => n.startsWith(`adamw8bit_pclip.w_pc.${w}.`))).toHaveLength(pclipSteps);
+    }
+    expect(names.filter((n) => n.startsWith('error_8bit_vs_32bit.w_big.'))).toHaveLength(2 * index.error_8bit_vs_32bit.w_big.length);
+    expect(rows).toHaveLength(256);
   });
-  test('the no-FMA variants differ (so the test above discriminates)', () => {
-    expect(bitDiff(ops.adam8bitMaps().signed, tensorOf(maps, 'dynamic_signed_nofma')).count).toBe(42);
-    expect(bitDiff(ops.adam8bitMaps().unsigned, tensorOf(maps, 'dynamic_unsigned_nofma')).count).toBe(31);
+  test.each(rows.map((r) => [r.name, r.error, r] as const))('%s: %s elements differ', (_n, _e, row) => {
+    expect(row.error).toBeLessThanOrEqual(row.threshold);
+    expect(row.ok).toBe(true);
   });
 });
 
-describe('quantize_blockwise / dequantize_blockwise (SPEC §2)', () => {
-  const f = load('quantize_blockwise.safetensors');
-  const cases: [string, any][] = index.quantize_cases.map((c: any) => [c.name, c]);
-  test.each(cases)('%s: codes, absmax and dequant bit-identical', (_n, c) => {
-    const opts = { blocksize: c.blocksize, signed: c.map === 'signed' };
-    const { codes, absmax } = ops.quantizeBlockwise(tensorOf(f, `${c.name}.input`), opts);
-    expect(absmax.shape).toEqual([c.blocks]);
-    expectBitIdentical(codes, tensorOf(f, `${c.name}.codes`), 'codes');
-    expectBitIdentical(absmax, tensorOf(f, `${c.name}.absmax`), 'absmax');
-    const deq = ops.dequantizeBlockwise(tensorOf(f, `${c.name}.codes`), tensorOf(f, `${c.name}.absmax`), opts);
-    expectBitIdentical(deq, tensorOf(f, `${c.name}.dequant`), 'dequant');
+describe('quantization maps (SPEC §1)', () => {
+  const maps = readGolden(path.join(dir, 'maps.safetensors'));
+  test('the signed map spans [-0.99296873808, 1] with 0 at code 127', () => {
+    const s = asFloat32(ops.adam8bitMaps().signed);
+    expect([s[127], s[255]]).toEqual([0, 1]);
+    expect(s[0]).toBeCloseTo(-0.99296873808, 10);
   });
+  test('the no-FMA variants differ in 42 and 31 codes (so the bitwise maps rows discriminate)', () => {
+    expect(exactRow('signed', ops.adam8bitMaps().signed, maps.tensor('dynamic_signed_nofma')).error).toBe(42);
+    expect(exactRow('unsigned', ops.adam8bitMaps().unsigned, maps.tensor('dynamic_unsigned_nofma')).error).toBe(31);
+  });
+});
+
+describe('quantize_blockwise / dequantize_blockwise: special values and bad arguments (SPEC §2)', () => {
   test('NaN quantizes to code 0 and an all-zero block to code 0 with absmax 0', () => {
     const { codes, absmax } = ops.quantizeBlockwise({ dtype: 'F32', shape: [128], data: new Float32Array(128).fill(0).fill(NaN, 0, 1).fill(0.5, 70) }, { blocksize: 64 });
     const c = new Uint8Array(codes.data as ArrayBuffer);
@@ -120,42 +76,7 @@ describe('quantize_blockwise / dequantize_blockwise (SPEC §2)', () => {
   });
 });
 
-describe('8-bit optimizer runs (SPEC §3–§5), bit-identical at every step', () => {
-  test.each(['adamw8bit', 'adam8bit', 'adamw32bit'])('%s: w_big (8-bit or optim_bits 32) and w_small (32-bit state)', (run) => {
-    const f = load(`${run}.safetensors`);
-    const steps = index.optimizer_runs.inputs.steps;
-    const layout = index.optimizer_runs[run].layout;
-    for (const name of ['w_big', 'w_small']) {
-      const { state } = replay(f, name, steps, run === 'adamw32bit' ? { optimBits: 32 } : {});
-      expect(state.state1.dtype).toBe(layout[name].states === '8bit' ? 'U8' : 'F32');
-      if (state.absmax1) expect(state.absmax1.shape).toEqual([layout[name].blocks]);
-    }
-  });
-
-  test('edge cases: zero/NaN/Inf/tiny/huge gradient blocks, sign fix, NaN tail block (adamw8bit_edge)', () => {
-    const f = load('adamw8bit_edge.safetensors');
-    replay(f, 'w_edge', index.edge.steps);
-  });
-
-  test('legacy percentile clipping: gnorm_vec, gnorm_scale and the update (adamw8bit_pclip)', () => {
-    const f = load('adamw8bit_pclip.safetensors');
-    replay(f, 'w_pc', index.percentile_clipping.steps, { percentileClipping: index.percentile_clipping.percentile }, index.percentile_clipping.percentile);
-  });
-
-  test('8-bit vs 32-bit error on w_big matches index.json error_8bit_vs_32bit', () => {
-    const p8 = replay(load('adamw8bit.safetensors'), 'w_big', 5).param.data;
-    const p32 = replay(load('adamw32bit.safetensors'), 'w_big', 5, { optimBits: 32 }).param.data;
-    let max = 0, sum = 0;
-    for (let i = 0; i < p8.length; i++) {
-      const d = Math.abs(p8[i] - p32[i]);
-      max = Math.max(max, d);
-      sum += d;
-    }
-    const ref = index.error_8bit_vs_32bit.w_big[4];
-    expect(max).toBe(ref.param_max_abs_diff);
-    expect(sum / p8.length).toBeCloseTo(ref.param_mean_abs_diff, 9);
-  });
-
+describe('8-bit state layout (SPEC §3)', () => {
   test('small tensors (< 4096 elements) get float32 state, 4096 get 8-bit', () => {
     const s4095 = ops.adam8bitInitState({ dtype: 'F32', shape: [4095], data: new Float32Array(4095) });
     const s4096 = ops.adam8bitInitState({ dtype: 'F32', shape: [64, 64], data: new Float32Array(4096) });

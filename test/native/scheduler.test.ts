@@ -1,72 +1,27 @@
 /**
  * Noise schedulers against test/fixtures/schedulers.safetensors (diffusers 0.40, float32): tables, add_noise,
- * get_velocity and every golden sampling loop, re-run here with the golden fake model; v_prediction and the
- * stochastic samplers against float64 formulas written out in this file.
+ * get_velocity and every golden sampling loop through checkSchedulers (the code path of `dbcore check schedulers`,
+ * with the golden fake model); v_prediction and the stochastic samplers against float64 formulas written out here.
  * Tolerances (test/fixtures/README.md): tables / add_noise / get_velocity 1e-6, loops 1e-5 (relative L2).
  */
 import fs from 'fs';
 import path from 'path';
+import { relL2 } from '../../ts/check/compare';
+import { checkSchedulers, runSamplerLoop } from '../../ts/check/schedulers';
 import { loadAddon, type NativeSampler, type SchedulerOptions } from '../../ts/engine/addon';
 import { asFloat32, f32, i32 } from '../../ts/engine/tensor';
 import { createSampler, parseSchedulerConfig, resolveScheduler } from '../../ts/sample/schedulers';
-import { readGolden } from '../helpers/golden';
 
 const { ops } = loadAddon();
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
-const golden = readGolden('schedulers.safetensors');
 const goldenJson = parseSchedulerConfig(fs.readFileSync(path.join(FIXTURES, 'schedulers.json'), 'utf8')) as {
   scheduler_config_file: Record<string, unknown>;
-  loops: Record<string, { class: string; num_inference_steps: number; init_noise_sigma: number; config: Record<string, unknown> }>;
+  loops: Record<string, unknown>;
 };
 const SD_CONFIG = goldenJson.scheduler_config_file;
 const TABLE_TOL = 1e-6; // README: scheduler tables, add_noise, get_velocity
 const LOOP_TOL = 1e-5; // README: sampler loops
-
-function g(name: string): Float32Array {
-  return golden.f32(name);
-}
-
-function relL2(mine: ArrayLike<number>, ref: ArrayLike<number>): number {
-  if (mine.length !== ref.length) throw new Error(`length ${mine.length} vs ${ref.length}`);
-  let d = 0, r = 0;
-  for (let i = 0; i < ref.length; i++) { d += (mine[i] - ref[i]) ** 2; r += ref[i] ** 2; }
-  return Math.sqrt(d) / Math.max(Math.sqrt(r), 1e-30);
-}
 const fmt = (e: number) => e.toExponential(2);
-const fr = Math.fround;
-
-/** The golden fake model, in float32: 0.1·x + sin(float32(t) / 100). */
-function fakeModel(x: Float32Array, t: number): Float32Array {
-  const s = fr(Math.sin(fr(fr(t) / 100)));
-  return x.map((v) => fr(fr(0.1 * v) + s));
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
-}
-
-interface LoopRun { timesteps: Float32Array; sigmas: Float32Array | null; initNoiseSigma: number; trajectory: Float32Array; modelInputs: Float32Array }
-
-/** The README's loop: latents = noise·init_noise_sigma; x = scale_model_input; latents = step(model(x, t)). */
-function runLoop(sampler: NativeSampler, n: number, noise: Float32Array, shape: number[], model = fakeModel): LoopRun {
-  sampler.setTimesteps(n);
-  const timesteps = asFloat32(sampler.timesteps());
-  const sig = sampler.sigmas();
-  const initNoiseSigma = sampler.initNoiseSigma();
-  let latents = f32(shape, noise.map((v) => fr(v * fr(initNoiseSigma))));
-  const traj = [latents.data.slice()], inputs: Float32Array[] = [];
-  timesteps.forEach((t, i) => {
-    const x = asFloat32(sampler.scaleModelInput(latents, i));
-    inputs.push(x.slice());
-    const prev = sampler.step(f32(shape, model(x, t)), i, latents);
-    latents = f32(shape, asFloat32(prev));
-    traj.push(latents.data.slice());
-  });
-  return { timesteps, sigmas: sig ? asFloat32(sig) : null, initNoiseSigma, trajectory: concat(traj), modelInputs: concat(inputs) };
-}
 
 function samplerFor(className: string, config: Record<string, unknown>, overrides: SchedulerOptions = {}): NativeSampler {
   return createSampler(resolveScheduler(config, { name: className, overrides }));
@@ -75,18 +30,6 @@ function samplerFor(className: string, config: Record<string, unknown>, override
 describe('training-side tables and noising (DDPMScheduler, SD 1.x config)', () => {
   const sdOptions = resolveScheduler(SD_CONFIG, { name: 'DDPMScheduler' }).options;
   const tables = ops.schedulerTables(sdOptions);
-  const x0 = golden.tensor('add_noise.x0'), noise = golden.tensor('add_noise.noise'), ts = golden.tensor('add_noise.timesteps');
-  const cases: [string, () => Float32Array, string][] = [
-    ['betas', () => asFloat32(tables.betas), 'betas'],
-    ['alphas_cumprod', () => asFloat32(tables.alphasCumprod), 'alphas_cumprod'],
-    ['add_noise', () => asFloat32(ops.addNoise(x0, noise, ts, sdOptions)), 'add_noise.noisy'],
-    ['get_velocity', () => asFloat32(ops.getVelocity(x0, noise, ts, sdOptions)), 'get_velocity.v'],
-  ];
-  const errors = cases.map(([, run, ref]) => relL2(run(), g(ref)));
-  test.each(cases.map((c, k) => [c[0], fmt(errors[k]), errors[k]] as const))('%s matches golden (rel L2 %s)', (_n, _s, err) => {
-    expect(err).toBeLessThan(TABLE_TOL);
-  });
-
   test('add_noise and get_velocity use each sample’s own timestep (float64 formula, odd batch and size)', () => {
     const B = 3, M = 7 * 5;
     const a = ops.randn([B, 7, 5], 11), e = ops.randn([B, 7, 5], 12);
@@ -115,23 +58,24 @@ describe('training-side tables and noising (DDPMScheduler, SD 1.x config)', () =
   });
 });
 
-describe('golden sampling loops (fake model 0.1·x + sin(t/100))', () => {
-  const init = { shape: golden.tensor('sampler.initial_noise').shape, data: golden.f32('sampler.initial_noise') };
-  for (const [key, loop] of Object.entries(goldenJson.loops)) {
-    const run = runLoop(samplerFor(loop.class, loop.config), loop.num_inference_steps, init.data, init.shape);
-    const checks: [string, number, number][] = [
-      ['timesteps', relL2(run.timesteps, g(`${key}.timesteps`)), 0],
-      ['init_noise_sigma', Math.abs(run.initNoiseSigma - loop.init_noise_sigma) / loop.init_noise_sigma, TABLE_TOL],
-      ['trajectory', relL2(run.trajectory, g(`${key}.trajectory`)), LOOP_TOL],
-      ['final', relL2(run.trajectory.subarray(run.trajectory.length - init.data.length), g(`${key}.final`)), LOOP_TOL],
-    ];
-    if (golden.has(`${key}.sigmas`)) checks.push(['sigmas', relL2(run.sigmas!, g(`${key}.sigmas`)), TABLE_TOL]);
-    if (golden.has(`${key}.model_inputs`)) checks.push(['model_inputs', relL2(run.modelInputs, g(`${key}.model_inputs`)), LOOP_TOL]);
-    test.each(checks.map(([what, err, tol]) => [key, what, fmt(err), err, tol] as const))(
-      '%s %s (rel L2 %s)', (_k, _w, _s, err, tol) => {
-        expect(err).toBeLessThanOrEqual(tol);
-      });
-  }
+describe('golden tables, noising and sampling loops (checkSchedulers, fake model 0.1·x + sin(t/100))', () => {
+  const rows = checkSchedulers(path.join(FIXTURES, 'schedulers.safetensors'));
+  test('every table and every loop of schedulers.json is compared, with its README threshold', () => {
+    const loops = Object.keys(goldenJson.loops);
+    expect(loops).toHaveLength(10);
+    const expected = ['betas', 'alphas_cumprod', 'add_noise.noisy', 'get_velocity.v',
+      ...loops.flatMap((k) => ['timesteps', 'init_noise_sigma', 'trajectory', 'final'].map((w) => `${k}.${w}`)),
+      ...loops.filter((k) => !/^(ddim|pndm)\./.test(k)).map((k) => `${k}.sigmas`),
+      ...loops.filter((k) => k.startsWith('euler')).map((k) => `${k}.model_inputs`)];
+    expect(rows.map((r) => r.name).sort()).toEqual(expected.sort());
+    const threshold = (name: string) => rows.find((r) => r.name === name)!.threshold;
+    expect([threshold('betas'), threshold('ddim.10.trajectory'), threshold('pndm.25.timesteps')]).toEqual([TABLE_TOL, LOOP_TOL, 0]);
+  });
+  test.each(rows.map((r) => [r.name, r.metric === 'exact' ? `${r.error} differing` : `rel L2 ${fmt(r.error)}`, r] as const))(
+    '%s matches golden (%s)', (_n, _s, row) => {
+      expect(row.error).toBeLessThanOrEqual(row.threshold);
+      expect(row.ok).toBe(true);
+    });
 });
 
 // ---- float64 references for v_prediction --------------------------------------------------------------
@@ -314,7 +258,7 @@ describe('Karras sigmas (dpmpp_2m_karras)', () => {
     expect(relL2(sig.subarray(0, 12), ref)).toBeLessThan(TABLE_TOL);
     expect(sig[12]).toBe(0);
     for (let i = 1; i < 12; i++) expect(ts[i]).toBeLessThanOrEqual(ts[i - 1]);
-    const run = runLoop(s, 12, asFloat32(ops.randn([1, 4, 8, 8], 1)), [1, 4, 8, 8]);
+    const run = runSamplerLoop(s, 12, ops.randn([1, 4, 8, 8], 1));
     expect(run.trajectory.every(Number.isFinite)).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
  * Thresholds are the golden README's (../shared/golden/README.md, copied as test/fixtures/README.md).
  */
 import type { HostTensor } from '../engine/tensor';
-import { asFloat32 } from '../engine/tensor';
+import { DTYPE_BYTES, asFloat32, numel } from '../engine/tensor';
 
 /** README thresholds (relative L2 per tensor). */
 export const TOLERANCE = {
@@ -58,6 +58,37 @@ export function absRow(name: string, mine: HostTensor | ArrayLike<number>, thres
   return { name, error, threshold, metric: 'abs', ok: error <= threshold, detail };
 }
 
+/**
+ * Bitwise comparison: the error is the number of elements whose bytes differ (threshold 0). A dtype or shape
+ * that differs from the reference fails with an infinite error.
+ */
+export function exactRow(name: string, mine: HostTensor, ref: HostTensor): CheckRow {
+  const fail = (detail: string): CheckRow => ({ name, error: Infinity, threshold: 0, metric: 'exact', ok: false, detail });
+  if (mine.dtype !== ref.dtype) return fail(`dtype ${mine.dtype}, reference ${ref.dtype}`);
+  if (mine.shape.join() !== ref.shape.join()) return fail(`shape [${mine.shape}], reference [${ref.shape}]`);
+  const a = bytesOf(mine), b = bytesOf(ref), size = DTYPE_BYTES[ref.dtype];
+  let count = 0, first = -1;
+  for (let e = 0; e < numel(ref.shape); e++) {
+    for (let k = e * size; k < (e + 1) * size; k++) {
+      if (a[k] === b[k]) continue;
+      if (first < 0) first = e;
+      count++;
+      break;
+    }
+  }
+  const detail = count > 0 ? `first difference at element ${first}` : undefined;
+  return { name, error: count, threshold: 0, metric: 'exact', ok: count === 0, detail };
+}
+
+/** A failing row for a reference tensor the engine did not produce. */
+export function missingRow(name: string, metric: CheckRow['metric'], threshold: number): CheckRow {
+  return { name, error: Infinity, threshold, metric, ok: false, detail: 'not produced by the engine' };
+}
+
+function bytesOf(t: HostTensor): Uint8Array {
+  return t.data instanceof ArrayBuffer ? new Uint8Array(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
 function values(t: HostTensor | ArrayLike<number>): ArrayLike<number> {
   return isHostTensor(t) ? asFloat32(t) : t;
 }
@@ -68,7 +99,10 @@ function isHostTensor(t: unknown): t is HostTensor {
 
 /** Failures first, then by error relative to threshold, descending. */
 export function worstFirst(rows: CheckRow[]): CheckRow[] {
-  const score = (r: CheckRow) => (r.ok ? 0 : 1e30) + (r.threshold > 0 ? r.error / r.threshold : r.error);
+  const score = (r: CheckRow) => {
+    const error = Number.isNaN(r.error) ? Infinity : r.error;
+    return (r.ok ? 0 : 1e30) + (r.threshold > 0 ? error / r.threshold : error);
+  };
   return [...rows].sort((a, b) => score(b) - score(a));
 }
 

@@ -4,32 +4,53 @@
  */
 import { loadTokenizer } from '../tokenizer';
 import { DbcoreError } from '../util/errors';
+import { checkAdam8bit } from './adam8bit';
 import type { CheckRow } from './compare';
 import { checkTextEncoder, checkUNet, checkVae } from './networks';
+import { checkSchedulers } from './schedulers';
 import { checkTrainStep } from './train-step';
 
-export const CHECK_KINDS = ['unet', 'text_encoder', 'vae', 'tokenizer', 'train_step'] as const;
+export const CHECK_KINDS = ['unet', 'text_encoder', 'vae', 'tokenizer', 'train_step', 'schedulers', 'adam8bit'] as const;
 export type CheckKind = (typeof CHECK_KINDS)[number];
 
+/**
+ * How each kind uses --model: 'required' (the networks, tokenizer and training step run the model), 'optional'
+ * (schedulers: the base scheduler config when the reference's JSON has none), 'unused' (adam8bit).
+ */
+export const MODEL_USE: Record<CheckKind, 'required' | 'optional' | 'unused'> = {
+  unet: 'required', text_encoder: 'required', vae: 'required', tokenizer: 'required', train_step: 'required',
+  schedulers: 'optional', adam8bit: 'unused',
+};
+
 export interface CheckOptions {
-  model: string;
+  model?: string;
   gradientCheckpointing?: boolean;
 }
 
 export async function runCheck(kind: string, file: string, opts: CheckOptions): Promise<CheckRow[]> {
-  switch (kind as CheckKind) {
+  if (!(CHECK_KINDS as readonly string[]).includes(kind)) {
+    throw new DbcoreError('EUSAGE', `unknown check kind '${kind}' (one of ${CHECK_KINDS.join(', ')})`);
+  }
+  const k = kind as CheckKind;
+  if (MODEL_USE[k] === 'required' && !opts.model) {
+    throw new DbcoreError('EUSAGE', `check ${kind} needs --model DIR (the diffusers model folder the reference was made with)`);
+  }
+  const model = opts.model ?? '';
+  switch (k) {
     case 'unet':
-      return checkUNet(file, opts.model, opts);
+      return checkUNet(file, model, opts);
     case 'text_encoder':
-      return checkTextEncoder(file, opts.model, opts);
+      return checkTextEncoder(file, model, opts);
     case 'vae':
-      return checkVae(file, opts.model);
+      return checkVae(file, model);
     case 'tokenizer':
-      return checkTokenizerKind(file, opts.model);
+      return checkTokenizerKind(file, model);
     case 'train_step':
-      return checkTrainStep(file, opts.model);
-    default:
-      throw new DbcoreError('EUSAGE', `unknown check kind '${kind}' (one of ${CHECK_KINDS.join(', ')})`);
+      return checkTrainStep(file, model);
+    case 'schedulers':
+      return checkSchedulers(file, opts.model);
+    case 'adam8bit':
+      return checkAdam8bit(file);
   }
 }
 

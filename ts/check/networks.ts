@@ -5,42 +5,17 @@
  * `act.*` and `grad.*` tensor present in the file is compared.
  */
 import { discoverModel, type DiffusersModel } from '../checkpoint/discover';
-import { readSafetensors } from '../checkpoint/safetensors';
 import { loadTextEncoder, loadUNet, loadVAE, type NativeNetwork } from '../engine/networks';
-import { DTYPE_BYTES, asFloat32, type HostTensor } from '../engine/tensor';
+import { asFloat32, type HostTensor } from '../engine/tensor';
 import { DbcoreError } from '../util/errors';
-import { TOLERANCE, absRow, maxAbs, relRow, type CheckRow } from './compare';
+import { TOLERANCE, absRow, maxAbs, missingRow, relRow, type CheckRow } from './compare';
+import { Reference } from './reference';
 
 export interface NetworkCheckOptions {
   gradientCheckpointing?: boolean;
 }
 
-class Reference {
-  readonly tensors: Map<string, HostTensor>;
-  constructor(readonly file: string) {
-    this.tensors = readSafetensors(file).tensors;
-  }
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-  /** The named tensor, copied when its bytes are not aligned for native code. */
-  get(name: string): HostTensor {
-    const t = this.tensors.get(name);
-    if (!t) throw new DbcoreError('EFORMAT', `the reference file has no tensor '${name}'`, { file: this.file });
-    return aligned(t);
-  }
-  namesWithPrefix(prefix: string): string[] {
-    return [...this.tensors.keys()].filter((n) => n.startsWith(prefix));
-  }
-}
-
-function aligned(t: HostTensor): HostTensor {
-  const view = t.data as Uint8Array;
-  if (view.byteOffset % DTYPE_BYTES[t.dtype] === 0) return t;
-  return { ...t, data: new Uint8Array(view) };
-}
-
-function diffusersModel(modelDir: string): DiffusersModel {
+export function diffusersModel(modelDir: string): DiffusersModel {
   const model = discoverModel(modelDir);
   if (model.format !== 'diffusers') {
     throw new DbcoreError('EUNSUPPORTED', 'check needs a diffusers model folder (convert a single file with `dbcore convert`)', { file: modelDir });
@@ -52,7 +27,7 @@ function diffusersModel(modelDir: string): DiffusersModel {
 function activationRows(ref: Reference, activations: Record<string, HostTensor>, prefix = ''): CheckRow[] {
   return ref.namesWithPrefix(`act.${prefix}`).map((key) => {
     const mine = activations[key.slice(4)];
-    if (!mine) return { name: key, error: Infinity, threshold: TOLERANCE.forward, metric: 'rel', ok: false, detail: 'not produced by the engine' };
+    if (!mine) return missingRow(key, 'rel', TOLERANCE.forward);
     return relRow(key, mine, ref.get(key), TOLERANCE.forward);
   });
 }

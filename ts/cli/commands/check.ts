@@ -1,7 +1,7 @@
 /**
- * `dbcore check KIND FILE --model DIR [--device cpu] [--gradient-checkpointing] [--json]`: conformance of this
+ * `dbcore check KIND FILE [--model DIR] [--device cpu] [--gradient-checkpointing] [--json]`: conformance of this
  * build against reference tensors (e.g. ../shared/golden). Prints a table worst-first and exits non-zero when any
- * tensor is outside its threshold.
+ * tensor is outside its threshold. --model is required by the kinds that run the model (check/index.ts MODEL_USE).
  */
 import { Command } from 'commander';
 import { CHECK_KINDS, runCheck } from '../../check';
@@ -9,7 +9,7 @@ import { formatTable, worstFirst } from '../../check/compare';
 import { DbcoreError } from '../../util/errors';
 
 interface CheckCliOptions {
-  model: string;
+  model?: string;
   device: string;
   gradientCheckpointing?: boolean;
   json?: boolean;
@@ -19,8 +19,8 @@ export function checkCommand(): Command {
   return new Command('check')
     .description('compare the engine with reference tensors and report every tensor\'s error')
     .argument('<kind>', CHECK_KINDS.join(' | '))
-    .argument('<file>', 'reference file (.safetensors with a .json of the same name beside it; tokenizer: .json)')
-    .requiredOption('--model <dir>', 'model folder (diffusers layout) matching the reference file')
+    .argument('<file>', 'reference file (.safetensors with a .json of the same name beside it; tokenizer: .json; adam8bit: index.json)')
+    .option('--model <dir>', 'model folder (diffusers layout) matching the reference file (not needed for adam8bit)')
     .option('--device <device>', 'cpu (cuda when the CUDA backend lands)', 'cpu')
     .option('--gradient-checkpointing', 'run backward with gradient checkpointing')
     .option('--json', 'print the rows as JSON on stdout')
