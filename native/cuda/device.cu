@@ -79,6 +79,8 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
   DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+void fill_bytes(void* dst, int byte, size_t bytes) { DBCORE_CUDA_CHECK(cudaMemset(dst, byte, bytes)); }
+
 void synchronize() { DBCORE_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 }  // namespace dbcore::cuda
