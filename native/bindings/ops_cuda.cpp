@@ -81,10 +81,7 @@ class DeviceCall {
 
   template <typename T>
   T* in(size_t k, int64_t numel) {
-    Tensor t = host_tensor(arg(k), k, dtype_of<T>(), numel);
-    buffers_.push_back(std::make_unique<DeviceBuffer>(t.nbytes()));
-    if (t.nbytes()) cuda::copy_to_device(buffers_.back()->get(), t.data, t.nbytes());
-    return static_cast<T*>(buffers_.back()->get());
+    return static_cast<T*>(upload(host_tensor(arg(k), k, dtype_of<T>(), numel))->get());
   }
 
   template <typename T>
@@ -113,9 +110,9 @@ class DeviceCall {
     DBCORE_CHECK(v.IsObject() && v.As<Napi::Object>().Has("inout"), "EINVAL",
                  "%s: argument %zu must be {inout: tensor}", kernel_.c_str(), k);
     Tensor t = host_tensor(v.As<Napi::Object>().Get("inout"), k, dtype_of<T>(), numel);
-    T* ptr = in<T>(k, numel);
-    results_.push_back({k, t.dtype, t.shape, buffers_.back().get()});
-    return ptr;
+    const DeviceBuffer* buf = upload(t);
+    results_.push_back({k, t.dtype, t.shape, buf});
+    return static_cast<T*>(buf->get());
   }
 
   // Element count of the {inout: tensor} at k (for entries whose tensors have free sizes).
@@ -150,6 +147,13 @@ class DeviceCall {
     Shape shape;
     const DeviceBuffer* buffer;
   };
+
+  // A device copy of a host tensor, owned by this call.
+  const DeviceBuffer* upload(const Tensor& t) {
+    buffers_.push_back(std::make_unique<DeviceBuffer>(t.nbytes()));
+    if (t.nbytes()) cuda::copy_to_device(buffers_.back()->get(), t.data, t.nbytes());
+    return buffers_.back().get();
+  }
 
   Napi::Value arg(size_t k) {
     DBCORE_CHECK(k < args_.Length(), "EINVAL", "%s: expected at least %zu arguments, got %u", kernel_.c_str(), k + 1,
@@ -340,6 +344,24 @@ const std::map<std::string, Entry>& kernels() {
          cuda::attention_backward(c.out<F>(0, nq), c.out<F>(1, nk), c.out<F>(2, nk), c.in<F>(3, nq), c.in<F>(4, nq), c.in<F>(5, nk),
                                   c.in<F>(6, nk), c.in<F>(7, nq), c.in<F>(8, product({B, NH, Tq})), B, Tq, Tk, NH, D, F(c.number(14)),
                                   c.flag(15)); }},
+      // Timings for scripts/bench-cuda.js: the kernel alone (inputs already on the device), median ms by CUDA events.
+      {"time_sgemm", [](DeviceCall& c) {
+         // args: A (M, K), B (N, K) (the Linear layout: C = A·Bᵀ), M, N, K, precision, reps
+         int M = c.dim(2), N = c.dim(3), K = c.dim(4);
+         const float* A = c.in<F>(0, product({M, K}));
+         const float* B = c.in<F>(1, product({N, K}));
+         float* C = c.out<F>(7, product({M, N}));
+         Precision p = precision_arg(c, 5);
+         c.set_value(cuda::time_ms([&] { cuda::sgemm(false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, p); }, 2, c.dim(6))); }},
+      {"time_attention", [](DeviceCall& c) {
+         // args: q, k, v (B, T, NH·D), B, T, NH, D, reps, out, lse
+         int B = c.dim(3), T = c.dim(4), NH = c.dim(5), D = c.dim(6);
+         int64_t n = product({B, T, NH, D});
+         const float *q = c.in<F>(0, n), *k = c.in<F>(1, n), *v = c.in<F>(2, n);
+         float* o = c.out<F>(8, n);
+         float* lse = c.out<F>(9, product({B, NH, T}));
+         const float scale = 1.f / std::sqrt(static_cast<float>(D));
+         c.set_value(cuda::time_ms([&] { cuda::attention_forward(o, lse, q, k, v, B, T, T, NH, D, scale, false); }, 1, c.dim(7))); }},
   };
   return table;
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "cpu/adam8bit.h"
@@ -28,6 +29,8 @@ void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
 void fill_bytes(void* dst, int byte, size_t bytes);  // cudaMemset
 void synchronize();
+// Median over `reps` timed runs of `launch` (after `warmup` untimed ones), in milliseconds, by CUDA events.
+double time_ms(const std::function<void()>& launch, int warmup, int reps);
 
 // ---- Kernels: CUDA twins of native/cpu/*.h, same argument order and meaning, all pointers on the device. ----
 // Each launches on the default stream and checks the launch; none synchronizes unless it returns a host value

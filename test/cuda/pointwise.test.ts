@@ -123,7 +123,9 @@ describeGpu('CUDA embeddings and losses', () => {
     const t: HostTensor = { dtype: 'F32', shape: [5], data: Float32Array.from([0, 1, 17, 500.5, 999]).buffer };
     for (const [dim, flip, shift] of [[320, true, 0], [33, false, 1]] as const) {
       const ref = ops.timestepEmbedding(t, { dim, flipSinToCos: flip, downscaleFreqShift: shift, scale: 1, maxPeriod: 10000 });
-      expectClose(cuda('timestep_embedding', [out([5, dim]), t, 5, dim, flip, shift, 1, 10000])[0], ref, 1e-6, `timestep ${dim}`);
+      // Arguments reach 999 rad: a 1-ulp difference between CUDA's expf and libm's exp moves the argument by
+      // ~ulp(999) = 6e-5, and sin/cos with it, so entries can differ by ~1e-4 absolute (values are O(1)).
+      expectClose(cuda('timestep_embedding', [out([5, dim]), t, 5, dim, flip, shift, 1, 10000])[0], ref, 2e-4, `timestep ${dim}`);
     }
   });
 
