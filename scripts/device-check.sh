@@ -33,7 +33,9 @@ if [ "${DBCORE_DEVICE_BUILD:-0}" = 1 ]; then
   node node_modules/cmake-js/bin/cmake-js compile --out build --CDDBCORE_CUDA=ON --CDCMAKE_CUDA_ARCHITECTURES=90 \
     > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 else
-  rm -rf build && mkdir -p build && cp -r .device/build/Release build/
+  rm -rf build && mkdir -p build/Release
+  xz -dc .device/dbcore.node.xz > build/Release/dbcore.node
+  [ -f .device/libgomp.so.1 ] && cp .device/libgomp.so.1 build/Release/
 fi
 node -e "const a=require('node-gyp-build')('.'); const c=a.backendInfo().cuda; console.log(JSON.stringify(c)); if(!c.available) process.exit(1)" \
   || { log "the addon does not see the GPU (reason above)"; exit 1; }
