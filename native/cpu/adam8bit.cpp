@@ -80,25 +80,6 @@ const float kDynamicMapUnsigned[256] = {
     0x1.e89998p-1f, 0x1.ec3334p-1f, 0x1.efccccp-1f, 0x1.f36668p-1f, 0x1.f7p-1f, 0x1.fa9998p-1f, 0x1.fe3334p-1f, 0x1p+0f,
 };
 
-uint8_t quantize_nearest(const float* code, float x) {
-  // Binary search from pivot 127 with steps 64 … 1, remembering the last entries passed on either side,
-  // then a midpoint test against that neighbour (ref: csrc/kernels.cu dQuantize<0>). Written with selects
-  // instead of branches: the direction is data-dependent and would be mispredicted half the time.
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  for (int step = 64; step > 0; step >>= 1) {
-    const bool up = x > code[pivot];
-    lower_pivot = up ? pivot : lower_pivot;
-    upper_pivot = up ? upper_pivot : pivot;
-    pivot += up ? step : -step;
-  }
-  const float val = code[pivot];
-  const bool above = x > val;
-  const int neighbour = above ? upper_pivot : lower_pivot;
-  const float midpoint = (code[neighbour] + val) * 0.5f;
-  const bool take_neighbour = above ? x > midpoint : x < midpoint;
-  return static_cast<uint8_t>(take_neighbour ? neighbour : pivot);
-}
-
 void quantize_blockwise(uint8_t* codes, float* absmax, const float* x, const float* code, int64_t n,
                         int blocksize) {
   const int64_t nb = (n + blocksize - 1) / blocksize;
@@ -123,27 +104,12 @@ void dequantize_blockwise(float* out, const uint8_t* codes, const float* absmax,
 
 namespace {
 
-// The step-dependent constants of both kernels (§4): powf(b, t) = (float)pow((double)b, t).
-struct AdamConstants {
-  float correction1, correction2, step_size, decay;
-};
-
-AdamConstants adam_constants(const Adam8bitHyper& h) {
-  AdamConstants c;
-  const double t = static_cast<double>(h.step);
-  c.correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(h.beta1), t));
-  c.correction2 = std::sqrt(1.0f - static_cast<float>(std::pow(static_cast<double>(h.beta2), t)));
-  c.step_size = (-h.lr * c.correction2) / c.correction1;
-  c.decay = 1.0f - h.lr * h.weight_decay;
-  return c;
-}
-
 constexpr int B = kAdam8bitBlockSize;
 
 // One 256-lane block of the 8-bit update; `valid` lanes are real elements, the rest are padding lanes that
 // load g = 0, m code 128 and v code 0 and still count in the new absmax (§4).
 void adam8bit_block(float* p, uint8_t* c1, uint8_t* c2, float* absmax1, float* absmax2, const float* g,
-                    const float* qmap1, const float* qmap2, const Adam8bitHyper& h, const AdamConstants& k,
+                    const float* qmap1, const float* qmap2, const Adam8bitHyper& h, const Adam8bitConstants& k,
                     int valid) {
   float m[B], v[B];
   bool finite[B];
@@ -191,7 +157,7 @@ void adam8bit_block(float* p, uint8_t* c1, uint8_t* c2, float* absmax1, float* a
 void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
                              const float* grad, const float* qmap1, const float* qmap2, const Adam8bitHyper& h,
                              int64_t n) {
-  const AdamConstants k = adam_constants(h);
+  const Adam8bitConstants k = adam8bit_constants(h);
   const int64_t nb = (n + B - 1) / B;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < nb; ++b) {
@@ -204,7 +170,7 @@ void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, flo
 
 DBCORE_SIMD_CLONES
 void adam32bit_step(float* param, float* m, float* v, const float* grad, const Adam8bitHyper& h, int64_t n) {
-  const AdamConstants k = adam_constants(h);
+  const Adam8bitConstants k = adam8bit_constants(h);
   const float one_minus_b1 = 1.0f - h.beta1, one_minus_b2 = 1.0f - h.beta2;
   const bool decay = h.weight_decay > 0.f;
 #pragma omp parallel for simd schedule(static)

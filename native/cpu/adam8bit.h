@@ -9,7 +9,17 @@
 // operation in the order written (file compiled with -ffp-contract=off), which makes it bit-exact to the
 // spec's vectors.
 #pragma once
+#include <cmath>
 #include <cstdint>
+
+// Functions shared with the CUDA twin are compiled for host and device there.
+#ifndef DBCORE_HOST_DEVICE
+#ifdef __CUDACC__
+#define DBCORE_HOST_DEVICE __host__ __device__
+#else
+#define DBCORE_HOST_DEVICE
+#endif
+#endif
 
 namespace dbcore::cpu {
 
@@ -23,8 +33,25 @@ extern const float kDynamicMapSigned[256];
 extern const float kDynamicMapUnsigned[256];
 
 // Index of the entry of the sorted 256-entry `code` nearest to x (bnb dQuantize<0>): ties go to the
-// even index, NaN gives 0, values beyond the ends clamp.
-uint8_t quantize_nearest(const float* code, float x);
+// even index, NaN gives 0, values beyond the ends clamp. Host and device (native/cuda/adam8bit.cu).
+// Binary search from pivot 127 with steps 64 … 1, remembering the last entries passed on either side, then a
+// midpoint test against that neighbour (ref: csrc/kernels.cu dQuantize<0>). Written with selects instead of
+// branches: the direction is data-dependent and would be mispredicted half the time.
+DBCORE_HOST_DEVICE inline uint8_t quantize_nearest(const float* code, float x) {
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  for (int step = 64; step > 0; step >>= 1) {
+    const bool up = x > code[pivot];
+    lower_pivot = up ? pivot : lower_pivot;
+    upper_pivot = up ? upper_pivot : pivot;
+    pivot += up ? step : -step;
+  }
+  const float val = code[pivot];
+  const bool above = x > val;
+  const int neighbour = above ? upper_pivot : lower_pivot;
+  const float midpoint = (code[neighbour] + val) * 0.5f;
+  const bool take_neighbour = above ? x > midpoint : x < midpoint;
+  return static_cast<uint8_t>(take_neighbour ? neighbour : pivot);
+}
 
 // quantize_blockwise (§2): per block of `blocksize` elements absmax = max|x| and codes of x·(1/absmax).
 void quantize_blockwise(uint8_t* codes, float* absmax, const float* x, const float* code, int64_t n,
@@ -42,6 +69,20 @@ struct Adam8bitHyper {
   float gnorm_scale = 1.f;   // multiplies the gradient (percentile clipping, §8)
   int64_t step = 1;          // the step count after increment (1 on the first update)
 };
+
+// The step-dependent constants of both kernels (§4), computed on the host: powf(b, t) = (float)pow((double)b, t).
+struct Adam8bitConstants {
+  float correction1, correction2, step_size, decay;
+};
+inline Adam8bitConstants adam8bit_constants(const Adam8bitHyper& h) {
+  Adam8bitConstants c;
+  const double t = static_cast<double>(h.step);
+  c.correction1 = 1.0f - static_cast<float>(std::pow(static_cast<double>(h.beta1), t));
+  c.correction2 = std::sqrt(1.0f - static_cast<float>(std::pow(static_cast<double>(h.beta2), t)));
+  c.step_size = (-h.lr * c.correction2) / c.correction1;
+  c.decay = 1.0f - h.lr * h.weight_decay;
+  return c;
+}
 
 // One update of an 8-bit parameter (§4, kOptimizerStatic8bit2StateBlockwise), block size 256.
 void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,

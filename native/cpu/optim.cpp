@@ -12,22 +12,15 @@ namespace dbcore::cpu {
 DBCORE_SIMD_CLONES
 void adamw_step(float* param, float* m, float* v, const float* grad, const AdamWHyper& h, int64_t step,
                 int64_t n) {
-  const float decay = static_cast<float>(1.0 - h.lr * h.weight_decay);
-  const float b1 = static_cast<float>(h.beta1), one_minus_b1 = static_cast<float>(1.0 - h.beta1);
-  const float b2 = static_cast<float>(h.beta2), one_minus_b2 = static_cast<float>(1.0 - h.beta2);
-  const double bias_correction1 = 1.0 - std::pow(h.beta1, static_cast<double>(step));
-  const double bias_correction2 = 1.0 - std::pow(h.beta2, static_cast<double>(step));
-  const float neg_step_size = static_cast<float>(-(h.lr / bias_correction1));
-  const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  const float eps = static_cast<float>(h.eps);
+  const AdamWConstants k = adamw_constants(h, step);
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = grad[i];
-    const float p = param[i] * decay;
-    const float mi = m[i] * b1 + one_minus_b1 * g;
-    const float vi = v[i] * b2 + one_minus_b2 * g * g;  // addcmul: value·t1·t2, left to right
-    const float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    param[i] = p + neg_step_size * mi / denom;  // addcdiv: value·t1/t2, left to right
+    const float p = param[i] * k.decay;
+    const float mi = m[i] * k.b1 + k.one_minus_b1 * g;
+    const float vi = v[i] * k.b2 + k.one_minus_b2 * g * g;  // addcmul: value·t1·t2, left to right
+    const float denom = std::sqrt(vi) / k.bias_correction2_sqrt + k.eps;
+    param[i] = p + k.neg_step_size * mi / denom;  // addcdiv: value·t1/t2, left to right
     m[i] = mi;
     v[i] = vi;
   }

@@ -3,6 +3,7 @@
 // Accumulation: the optimizer updates param, m and v in place (=); clipping scales gradients in place;
 // norms are accumulated in double.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 namespace dbcore::cpu {
@@ -20,6 +21,26 @@ struct AdamWHyper {
 //   p *= 1 - lr·wd;  m = m·β1 + (1-β1)·g;  v = v·β2 + (1-β2)·g·g;
 //   p += (-lr/(1-β1^k))·m / (sqrt(v)/sqrt(1-β2^k) + eps)
 // Scalar factors are computed in double (as Python does) and rounded to float once.
+// The scalar factors of step k, computed in double (as Python does) and rounded to float once; shared with the
+// CUDA twin (native/cuda/optim.cu).
+struct AdamWConstants {
+  float decay, b1, one_minus_b1, b2, one_minus_b2, neg_step_size, bias_correction2_sqrt, eps;
+};
+inline AdamWConstants adamw_constants(const AdamWHyper& h, int64_t step) {
+  AdamWConstants c;
+  c.decay = static_cast<float>(1.0 - h.lr * h.weight_decay);
+  c.b1 = static_cast<float>(h.beta1);
+  c.one_minus_b1 = static_cast<float>(1.0 - h.beta1);
+  c.b2 = static_cast<float>(h.beta2);
+  c.one_minus_b2 = static_cast<float>(1.0 - h.beta2);
+  const double bias_correction1 = 1.0 - std::pow(h.beta1, static_cast<double>(step));
+  const double bias_correction2 = 1.0 - std::pow(h.beta2, static_cast<double>(step));
+  c.neg_step_size = static_cast<float>(-(h.lr / bias_correction1));
+  c.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  c.eps = static_cast<float>(h.eps);
+  return c;
+}
+
 void adamw_step(float* param, float* m, float* v, const float* grad, const AdamWHyper& h, int64_t step,
                 int64_t n);
 

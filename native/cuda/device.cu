@@ -1,4 +1,7 @@
 // Device discovery, memory and copies.
+#include <algorithm>
+#include <vector>
+
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -79,6 +82,36 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
   DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+void fill_bytes(void* dst, int byte, size_t bytes) { DBCORE_CUDA_CHECK(cudaMemset(dst, byte, bytes)); }
+
 void synchronize() { DBCORE_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+double time_ms(const std::function<void()>& launch, int warmup, int reps) {
+  DBCORE_CHECK(reps > 0 && warmup >= 0, "EINVAL", "time_ms: reps must be positive, warmup non-negative");
+  for (int i = 0; i < warmup; ++i) launch();
+  cudaEvent_t start, stop;
+  DBCORE_CUDA_CHECK(cudaEventCreate(&start));
+  DBCORE_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<float> times(reps);
+  cudaError_t err = cudaSuccess;
+  try {
+    for (int i = 0; i < reps && err == cudaSuccess; ++i) {
+      DBCORE_CUDA_CHECK(cudaEventRecord(start));
+      launch();
+      DBCORE_CUDA_CHECK(cudaEventRecord(stop));
+      DBCORE_CUDA_CHECK(cudaEventSynchronize(stop));
+      err = cudaEventElapsedTime(&times[i], start, stop);
+    }
+  } catch (...) {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    throw;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  DBCORE_CUDA_CHECK(err);
+  std::sort(times.begin(), times.end());
+  return times[reps / 2];
+}
 
 }  // namespace dbcore::cuda

@@ -28,6 +28,9 @@ export interface Adam8bitState {
   gnorm_vec?: HostTensor;
 }
 
+/** One argument of ops.cudaRun. */
+export type CudaArg = HostTensor | { out: number[]; dtype?: string } | { inout: HostTensor } | number | boolean | null;
+
 /** A diffusers scheduler config (snake_case keys) with the class defaults filled in (ts/sample/schedulers.ts). */
 export type SchedulerOptions = Record<string, number | string | boolean | null | number[]>;
 export type NativeSamplerKind = 'ddpm' | 'ddim' | 'pndm' | 'euler' | 'euler_ancestral' | 'dpmsolver_multistep';
@@ -130,6 +133,14 @@ export interface NativeOps {
   tensorToRgb8(x: HostTensor): HostTensor;
   /** Classifier-free guidance (ops_sample.cpp): pred (2N, …), unconditional half first → (N, …) = u + scale·(c − u). */
   guidanceCombine(pred: HostTensor, opts: { scale: number }): HostTensor;
+  /**
+   * CUDA builds only (native/bindings/ops_cuda.cpp; check `typeof ops.cudaRun === 'function'`): runs the
+   * native/cuda kernel `kernel` on host tensors. args in the kernel's order: tensors (inputs), {out: shape, dtype?}
+   * (outputs), {inout: tensor} (updated in place), numbers and booleans. Returns the outputs and in/out tensors in
+   * argument order, then the kernel's return value if any. Throws ENODEVICE without a usable GPU.
+   */
+  cudaRun(kernel: string, args: CudaArg[]): Array<HostTensor | number>;
+  cudaKernels(): string[];
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# CUDA checks on the lent GPU, in one call (≈ 3-5 minutes; budget 8). Prepare first, on the development machine,
+# in the checkout the device tool sends:   bash scripts/pack-device.sh
+# then call the device tool (run) with
+#   command:  bash scripts/device-check.sh
+#   carry:    [".device"]
+#   timeout_s: 540
+# Steps: (a) nvidia-smi; (b) unpack the carried node binary, node_modules and addon (nothing can be installed
+# there); (c) use the carried addon, or with DBCORE_DEVICE_BUILD=1 build on the device instead (needs OpenBLAS
+# there); (d) the CUDA parity tests (jest test/cuda) and scripts/bench-cuda.js; (e) a short table last. Logs and
+# the benchmark's JSON go to $OUT (when set) so that they come back.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device-check-out}
+mkdir -p "$OUT"
+log() { echo "device-check: $*" >&2; }
+status_tests=skipped status_bench=skipped
+
+# (a) the GPU
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader || { log "nvidia-smi failed"; exit 1; }
+
+# (b) node and node_modules from .device/
+[ -d .device ] || { log ".device/ was not carried: run scripts/pack-device.sh here first and carry [\".device\"]"; exit 1; }
+mkdir -p /tmp/node/bin
+xz -dc .device/node.xz > /tmp/node/bin/node && chmod +x /tmp/node/bin/node
+export PATH=/tmp/node/bin:$PATH
+node --version || { log "the carried node does not run here"; exit 1; }
+rm -rf node_modules && tar -xJf .device/node_modules.tar.xz || { log "unpacking node_modules failed"; exit 1; }
+
+# (c) the addon
+if [ "${DBCORE_DEVICE_BUILD:-0}" = 1 ]; then
+  log "building on the device (sm_90)"
+  node node_modules/cmake-js/bin/cmake-js compile --out build --CDDBCORE_CUDA=ON --CDCMAKE_CUDA_ARCHITECTURES=90 \
+    > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+else
+  rm -rf build && mkdir -p build/Release
+  xz -dc .device/dbcore.node.xz > build/Release/dbcore.node
+  [ -f .device/libgomp.so.1 ] && cp .device/libgomp.so.1 build/Release/
+fi
+node -e "const a=require('node-gyp-build')('.'); const c=a.backendInfo().cuda; console.log(JSON.stringify(c)); if(!c.available) process.exit(1)" \
+  || { log "the addon does not see the GPU (reason above)"; exit 1; }
+
+# (d) tests, then the benchmark
+if timeout 300 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jest.log" 2>&1; then status_tests=pass; else status_tests=FAIL; fi
+if timeout 120 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
+
+# (e) summary
+echo "==== jest (failures and summary) ===="
+grep -E "✕|●.*›|Tests:|Test Suites:" "$OUT/jest.log" | head -40
+echo "==== benchmark ===="
+cat "$OUT/bench.txt"
+echo "==== device-check: tests $status_tests, bench $status_bench (logs in \$OUT: jest.log, bench.txt, bench.json) ===="
+[ "$status_tests" = pass ] && [ "$status_bench" = pass ]
