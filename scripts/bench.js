@@ -1,20 +1,22 @@
 #!/usr/bin/env node
-// `npm run bench -- [unet-train-step] [options]`: times full UNet training steps of the native engine
-// (ts/bench/unet-train-step.ts, built to dist/ by `npm run build:ts`), prints a summary (or one JSON object with
-// --json) and writes the JSON to bench/out/. The PyTorch baseline is bench/torch/torch_train_step.py, which takes
-// the same options; bench/RESULTS.md has the measured numbers.
+// `npm run bench -- [unet-train-step|sample] [options]`: times full UNet training steps of the native engine
+// (ts/bench/unet-train-step.ts) or text-to-image generation (ts/bench/sample.ts), both built to dist/ by
+// `npm run build:ts`; prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
+// PyTorch baseline of the training step is bench/torch/torch_train_step.py, which takes the same options;
+// bench/RESULTS.md has the measured numbers.
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const { Command, Option } = require('commander');
 
 const root = path.resolve(__dirname, '..');
-const BENCHMARKS = ['unet-train-step'];
+const BENCHMARKS = ['unet-train-step', 'sample'];
 
 function loadModules() {
   try {
     return {
       bench: require(path.join(root, 'dist', 'bench', 'unet-train-step.js')),
+      sample: require(path.join(root, 'dist', 'bench', 'sample.js')),
       addon: require(path.join(root, 'dist', 'engine', 'addon.js')),
     };
   } catch (e) {
@@ -34,6 +36,8 @@ function parse(argv) {
     .description('Time native training steps; see bench/RESULTS.md')
     .argument('[benchmark]', `one of ${BENCHMARKS.join(', ')}`, 'unet-train-step')
     .option('--config <name|path>', 'tiny | sd-small | sd15 | sd21 | path to a diffusers unet/config.json', 'sd15')
+    .option('--size <px>', 'sample: image side in pixels', int('--size'), 256)
+    .option('--images <n>', 'sample: images generated (one at a time)', int('--images'), 3)
     .option('--batch <n>', 'images per step', int('--batch'), 1)
     .option('--res <n>', "latent side (default: the config's sample_size)", int('--res'))
     .option('--steps <n>', 'timed steps', int('--steps'), 10)
@@ -68,10 +72,22 @@ function summary(r) {
   ].join('\n');
 }
 
+async function sampleMain(opts, sample) {
+  const result = await sample.runSampleBench({ config: opts.config, size: opts.size, steps: opts.steps, images: opts.images, seed: opts.seed });
+  result.date = new Date().toISOString();
+  fs.mkdirSync(opts.out, { recursive: true });
+  const file = path.join(opts.out, `sample-${result.config}-${opts.size}-${result.date.replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  if (opts.json) console.log(JSON.stringify(result));
+  else console.log(`sample ${result.config}: ${result.images} image(s) of ${opts.size}x${opts.size}, ${result.steps} steps, CFG ${result.guidance_scale}: ` +
+    `${result.seconds_per_image} s/image, ${result.images_per_minute} images/minute, peak RSS ${(result.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB\n  written ${path.relative(process.cwd(), file)}`);
+}
+
 async function main() {
   const opts = parse(process.argv.slice(2));
-  const { bench, addon } = loadModules();
+  const { bench, sample, addon } = loadModules();
   if (opts.threads !== undefined) addon.loadAddon().setNumThreads(opts.threads);
+  if (opts.benchmark === 'sample') return sampleMain(opts, sample);
   const result = await bench.runUNetTrainStep(
     { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
       gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed },

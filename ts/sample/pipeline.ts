@@ -52,8 +52,8 @@ export interface PipelineModel {
   schedulerConfig: Record<string, unknown>;
   /** Where schedulerConfig came from (error messages). */
   schedulerFile: string;
-  /** What a trained copy of this model is saved with (ts/train/save.ts). */
-  source: ModelSource;
+  /** What a trained copy of this model is saved with (ts/train/save.ts); absent for models built in memory. */
+  source?: ModelSource;
 }
 
 /** The model's files as a saved copy needs them: config texts, the tokenizer folder, weights re-read on demand. */
@@ -139,7 +139,8 @@ function plainJson(config: JsonObject): Record<string, unknown> {
   return JSON.parse(pythonJson(config));
 }
 
-function describe(
+/** A pipeline model from its loaded parts and the configs they were built from. */
+export function describe(
   parts: Omit<PipelineModel, 'latentChannels' | 'sampleSize' | 'vaeScaleFactor' | 'sizeMultiple' | 'scalingFactor' | 'numTextLayers'>,
   unet: Record<string, unknown>, vae: Record<string, unknown>, text: Record<string, unknown>,
 ): PipelineModel {

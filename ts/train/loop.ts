@@ -116,6 +116,7 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
 
   reporter.info(`loading ${c.pretrained_model_name_or_path}`);
   const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c) });
+  const source = model.source!; // loadPipeline always records the files a saved copy needs
   const jobs = classImageJobs(c, resolved.concepts);
   if (jobs.length > 0) {
     const made = await ensureClassImages(jobs, () => model, {
@@ -174,7 +175,7 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
 
   const saveModel = async (step: number) => {
     reporter.info(`saving step ${step}`);
-    const saved = await saveTrainedModel(outputDir, `step_${step}`, model.source, {
+    const saved = await saveTrainedModel(outputDir, `step_${step}`, source, {
       unet: model.unet, textEncoder: keepTextEncoder ? model.textEncoder : undefined, vae: c.auto_test_model ? model.vae : undefined,
     }, { singleFile: c.save_format === 'diffusers' ? 'none' : c.save_format, half: c.save_half });
     result.saved.push(saved);
