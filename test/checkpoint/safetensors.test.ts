@@ -367,3 +367,23 @@ describe('safetensors validation (fuzz)', () => {
     expect(elapsed).toBeLessThan(10_000);
   });
 });
+
+describe('lazy tensors', () => {
+  test('bytes are produced one tensor at a time while writing, and read back equal', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbcore-lazy-'));
+    const file = path.join(dir, 'lazy.safetensors');
+    const calls: string[] = [];
+    const lazy = (name: string, values: number[]) => ({
+      dtype: 'F32' as const, shape: [values.length],
+      data: () => { calls.push(name); return new Float32Array(values); },
+    });
+    const pending = writeSafetensors(file, [['a', lazy('a', [1, 2])], ['b', lazy('b', [3])]]);
+    expect(calls).toEqual([]); // nothing produced before the header is planned and the file opened
+    await pending;
+    expect(calls).toEqual(['a', 'b']);
+    const back = readSafetensors(file);
+    expect(Array.from(typedView(back.tensors.get('b')!) as Float32Array)).toEqual([3]);
+    await expect(writeSafetensors(file, [['c', { dtype: 'F32', shape: [2], data: () => new Float32Array(3) }]])).rejects.toThrow(/needs 8 bytes but data holds 12/);
+    expect(Array.from(typedView(readSafetensors(file).tensors.get('a')!) as Float32Array)).toEqual([1, 2]); // the failed save left the file intact
+  });
+});

@@ -6,8 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { DbcoreError } from '../util/errors';
-import { readSafetensors, writeSafetensors } from './safetensors';
-import { readCkpt, writeCkpt, type LazyTensor } from './ckpt';
+import { readSafetensors, writeSafetensors, type LazyTensor } from './safetensors';
+import { readCkpt, writeCkpt, type LazyTensor as LazyCkptTensor } from './ckpt';
 import { castTensor, isFloating, type ByteTensor, type CastTarget, type StateDict } from './tensors';
 import { inferConfigs, pythonJson, DIFFUSERS_VERSION, type InferOptions, type JsonObject } from './diffusers-config';
 import { diffusersToOriginal, originalToDiffusers, type DiffusersWeights, type Structures } from './single-file';
@@ -55,6 +55,11 @@ function castFor(t: ByteTensor, dtype: OutputDtype): ByteTensor {
   return target === t.dtype ? t : castTensor(t, target as CastTarget);
 }
 
+/** The cast done only when the tensor is written: one cast tensor alive at a time. */
+function lazyCast(t: ByteTensor, dtype: OutputDtype): LazyTensor {
+  return { dtype: outputDtypeOf(t, dtype), shape: t.shape, data: () => castFor(t, dtype).data };
+}
+
 export function readSingleFile(file: string): { tensors: StateDict; skipped: string[] } {
   if (file.endsWith('.safetensors')) return { tensors: readSafetensors(file).tensors as StateDict, skipped: [] };
   return readCkpt(file);
@@ -81,7 +86,7 @@ async function singleToDiffusers(o: ConvertOptions, sd: StateDict, skipped: stri
   for (const key of ['unet', 'vae', 'textEncoder'] as const) {
     const file = path.join(o.output, COMPONENT_FILES[key]);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    await writeSafetensors(file, [...w[key]].map(([n, t]) => [n, castFor(t, o.dtype)] as const), { format: 'pt' });
+    await writeSafetensors(file, [...w[key]].map(([n, t]) => [n, lazyCast(t, o.dtype)] as const), { format: 'pt' });
     progress(w[key].size);
   }
   writeJson(path.join(o.output, 'unet/config.json'), cfg.unet);
@@ -156,10 +161,10 @@ async function writeSingle(o: ConvertOptions, sd: StateDict, dropped: string[]):
   const total = sd.size;
   if (o.format === 'ckpt') {
     let done = 0;
-    const lazy = [...sd].map(([n, t]): [string, LazyTensor] => [n, { dtype: outputDtypeOf(t, o.dtype), shape: t.shape, bytes: () => castFor(t, o.dtype).data }]);
+    const lazy = [...sd].map(([n, t]): [string, LazyCkptTensor] => [n, { dtype: outputDtypeOf(t, o.dtype), shape: t.shape, bytes: () => castFor(t, o.dtype).data }]);
     writeCkpt(o.output, lazy, () => o.onProgress?.(++done, total));
   } else {
-    await writeSafetensors(o.output, [...sd].map(([n, t]) => [n, castFor(t, o.dtype)] as const));
+    await writeSafetensors(o.output, [...sd].map(([n, t]) => [n, lazyCast(t, o.dtype)] as const));
     o.onProgress?.(total, total);
   }
   return { output: o.output, tensors: total, dropped };

@@ -113,8 +113,18 @@ export function typedView(t: SafetensorsTensor): TypedView {
   }
 }
 
+/**
+ * A tensor whose bytes are produced only when written (a cast, a copy out of native memory), so saving a model
+ * holds one tensor's bytes at a time instead of a second copy of every weight.
+ */
+export interface LazyTensor {
+  dtype: HostTensor['dtype'];
+  shape: number[];
+  data: () => ArrayBuffer | ArrayBufferView;
+}
+
 /** Named tensors in save order: a Map, an array of [name, tensor] pairs, or a plain object. */
-export type NamedTensors = Iterable<readonly [string, HostTensor]> | Record<string, HostTensor>;
+export type NamedTensors = Iterable<readonly [string, HostTensor | LazyTensor]> | Record<string, HostTensor | LazyTensor>;
 
 /**
  * Writes tensors and string metadata to `filePath` atomically (temp file, fsync, rename).
@@ -129,7 +139,7 @@ export async function writeSafetensors(filePath: string, tensors: NamedTensors, 
     const handle = await fs.promises.open(tmpPath, 'wx');
     try {
       await writeAll(handle, layout.prefix);
-      for (const bytes of layout.data) await writeAll(handle, bytes);
+      for (const bytes of layout.data) await writeAll(handle, bytes());
       await handle.sync();
     } finally {
       await handle.close();
@@ -279,12 +289,12 @@ function fail(name: string, message: string): never {
 interface Layout {
   /** Length prefix + padded JSON header. */
   prefix: Uint8Array;
-  /** Tensor bytes in file order. */
-  data: Uint8Array[];
+  /** Tensor bytes in file order (produced when written; lengths already checked for eager tensors). */
+  data: Array<() => Uint8Array>;
 }
 
 function planLayout(filePath: string, tensors: NamedTensors, metadata: Record<string, string>): Layout {
-  const named = Symbol.iterator in tensors ? [...(tensors as Iterable<readonly [string, HostTensor]>)] : Object.entries(tensors);
+  const named = Symbol.iterator in tensors ? [...(tensors as Iterable<readonly [string, HostTensor | LazyTensor]>)] : Object.entries(tensors);
   const checked = named.map(([key, t]) => [key, t, checkedBytes(filePath, key, t)] as const);
   checkUniqueNames(filePath, checked.map(([key]) => key));
   // Array.prototype.sort is stable: within an element size the caller's order is kept.
@@ -297,29 +307,38 @@ function planLayout(filePath: string, tensors: NamedTensors, metadata: Record<st
   if (Object.keys(metadata).length > 0) header[METADATA_KEY] = metadata;
   let offset = 0;
   for (const [key, t, bytes] of checked) {
-    header[key] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
-    offset += bytes.byteLength;
+    header[key] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    offset += bytes.length;
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = json.byteLength + ((8 - (json.byteLength % 8)) % 8);
   const prefix = Buffer.alloc(8 + padded, 0x20); // spaces: valid trailing JSON whitespace
   prefix.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(prefix, 8);
-  return { prefix, data: checked.map(([, , bytes]) => bytes) };
+  return { prefix, data: checked.map(([, , bytes]) => bytes.get) };
 }
 
-/** The tensor's bytes, after checking its dtype, shape and data length agree. */
-function checkedBytes(filePath: string, key: string, t: HostTensor): Uint8Array {
+const asBytes = (d: ArrayBuffer | ArrayBufferView): Uint8Array => (d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+
+/** The tensor's byte length and a getter of its bytes, after checking its dtype, shape and (when eager) data length. */
+function checkedBytes(filePath: string, key: string, t: HostTensor | LazyTensor): { length: number; get: () => Uint8Array } {
   const where = `tensor ${JSON.stringify(key)}`;
   if (key === METADATA_KEY) rejectInput(filePath, `${where}: the name is reserved for metadata`);
   if (!SAFETENSORS_DTYPES.includes(t.dtype)) rejectInput(filePath, `${where}: unknown dtype ${JSON.stringify(t.dtype)}`);
   if (!Array.isArray(t.shape) || !t.shape.every(isCount)) rejectInput(filePath, `${where}: shape must be an array of non-negative integers`);
-  const bytes = t.data instanceof ArrayBuffer ? new Uint8Array(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const expected = t.shape.reduce((a, b) => a * b, DTYPE_BYTES[t.dtype]);
-  if (bytes.byteLength !== expected) {
-    rejectInput(filePath, `${where}: shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected} bytes but data holds ${bytes.byteLength}`);
+  const check = (bytes: Uint8Array): Uint8Array => {
+    if (bytes.byteLength !== expected) {
+      rejectInput(filePath, `${where}: shape [${t.shape.join(', ')}] of ${t.dtype} needs ${expected} bytes but data holds ${bytes.byteLength}`);
+    }
+    return bytes;
+  };
+  if (typeof t.data === 'function') {
+    const produce = t.data;
+    return { length: expected, get: () => check(asBytes(produce())) };
   }
-  return bytes;
+  const bytes = check(asBytes(t.data));
+  return { length: expected, get: () => bytes };
 }
 
 function rejectInput(filePath: string, message: string): never {

@@ -9,9 +9,8 @@ import fs from 'fs';
 import path from 'path';
 import { randomBytes } from 'crypto';
 import { convert, type OutputDtype } from '../checkpoint/convert';
-import { writeSafetensors } from '../checkpoint/safetensors';
+import { writeSafetensors, type LazyTensor } from '../checkpoint/safetensors';
 import type { NativeNetwork } from '../engine/networks';
-import type { HostTensor } from '../engine/tensor';
 import type { ModelSource } from '../sample/pipeline';
 import { DbcoreError } from '../util/errors';
 
@@ -36,8 +35,9 @@ export interface SavedModel {
 
 const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
 
-function networkTensors(net: NativeNetwork): Array<[string, HostTensor]> {
-  return net.paramTable().map(({ name }) => [name, net.getParam(name)]);
+/** A network's weights as lazily copied tensors: one parameter at a time leaves native memory while writing. */
+export function networkTensors(net: NativeNetwork): Array<[string, LazyTensor]> {
+  return net.paramTable().map(({ name, shape }) => [name, { dtype: 'F32', shape, data: () => net.getParam(name).data }]);
 }
 
 async function writeFolder(dir: string, base: ModelSource, nets: SaveNetworks): Promise<void> {

@@ -12,6 +12,7 @@ import type { NativeNetwork } from '../engine/networks';
 import type { NamedStateTensor, TrainerState } from '../engine/trainer';
 import type { HostTensor } from '../engine/tensor';
 import { DbcoreError } from '../util/errors';
+import { networkTensors } from './save';
 
 export interface TrainingPosition extends TrainerState {
   /** Optimizer updates done. */
@@ -32,7 +33,6 @@ export interface TrainingPosition extends TrainerState {
 
 export const CHECKPOINT_PREFIX = 'checkpoint-';
 
-const weights = (net: NativeNetwork): Array<[string, HostTensor]> => net.paramTable().map(({ name }) => [name, net.getParam(name)]);
 
 export async function saveTrainingState(outputDir: string, position: TrainingPosition, unet: NativeNetwork,
   textEncoder: NativeNetwork | undefined, optimizer: NamedStateTensor[]): Promise<string> {
@@ -40,8 +40,8 @@ export async function saveTrainingState(outputDir: string, position: TrainingPos
   const tmp = path.join(outputDir, `.${CHECKPOINT_PREFIX}${position.step}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   fs.mkdirSync(tmp, { recursive: true });
   try {
-    await writeSafetensors(path.join(tmp, 'unet.safetensors'), weights(unet));
-    if (textEncoder) await writeSafetensors(path.join(tmp, 'text_encoder.safetensors'), weights(textEncoder));
+    await writeSafetensors(path.join(tmp, 'unet.safetensors'), networkTensors(unet));
+    if (textEncoder) await writeSafetensors(path.join(tmp, 'text_encoder.safetensors'), networkTensors(textEncoder));
     await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), optimizer.map((t) => [t.name, t] as const));
     fs.writeFileSync(path.join(tmp, 'state.json'), `${JSON.stringify(position, null, 1)}\n`);
     if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
