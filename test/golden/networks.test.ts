@@ -6,7 +6,7 @@ import path from 'path';
 import { checkTextEncoder, checkUNet } from '../../ts/check/networks';
 import { worstFirst, type CheckRow } from '../../ts/check/compare';
 import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
-import { createUNet, loadUNet, loadWeights, readComponentWeights } from '../../ts/engine/networks';
+import { createUNet, loadTextEncoder, loadUNet, loadWeights, readComponentWeights } from '../../ts/engine/networks';
 import { asFloat32, type HostTensor } from '../../ts/engine/tensor';
 import { readGolden, FIXTURES } from '../helpers/golden';
 
@@ -94,4 +94,23 @@ test('dispose frees a network; later calls throw instead of crashing', () => {
   net.dispose();
   expect(() => net.paramTable()).toThrow(/disposed/);
   expect(() => net.forward({ dtype: 'F32', shape: [1], data: new Float32Array(1) }, { dtype: 'F32', shape: [1], data: new Float32Array(1) }, { dtype: 'F32', shape: [1], data: new Float32Array(1) })).toThrow(/disposed/);
+});
+
+test('text encoder: gradient checkpointing gives bit-identical gradients, and clip_skip uses an earlier layer', async () => {
+  const g = readGolden('text_encoder_fwd_bwd.safetensors');
+  const grads = async (checkpointing: boolean) => {
+    const net = loadTextEncoder(tiny.components.text_encoder);
+    net.setGradientCheckpointing(checkpointing);
+    await net.forward(g.tensor('input_ids'), { forBackward: true });
+    await net.backward(g.tensor('grad_output'));
+    return net.paramTable().map(({ name }) => Buffer.from(asFloat32(net.getGrad(name)).buffer));
+  };
+  const [plain, ckpt] = [await grads(false), await grads(true)];
+  plain.forEach((b, i) => expect(b.equals(ckpt[i])).toBe(true));
+  // clip_skip 2: final_layer_norm of the hidden state after layer 0 (the golden act.encoder.layers.0).
+  const net = loadTextEncoder(tiny.components.text_encoder);
+  const skip = await net.forward(g.tensor('input_ids'), { clipSkip: 2, activations: true });
+  expect(Object.keys(skip.activations)).toEqual(['embeddings', 'encoder.layers.0']);
+  const full = await net.forward(g.tensor('input_ids'));
+  expect(asFloat32(skip.out)).not.toEqual(asFloat32(full.out));
 });
