@@ -81,6 +81,7 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
         Base::template method<&Base::zero_grad>("zeroGrad"),
         Base::template method<&Base::set_checkpointing>("setGradientCheckpointing"),
         Base::template method<&Base::dispose>("dispose"),
+        Base::template method<&Base::activation_bytes>("activationBytes"),
     };
     static std::vector<std::unique_ptr<Method>> owned;  // method pointers passed as callback data
     for (auto& [n, m] : extra) {
@@ -149,6 +150,11 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
   }
 
   void check_alive() const { DBCORE_CHECK(model_ != nullptr, "ESTATE", "this network was disposed"); }
+
+  // activationBytes(): the most activation and workspace memory a call has used so far (arena high-water marks).
+  Napi::Value activation_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(model_->activation_bytes()));
+  }
 
   // dispose(): frees the weights, gradients and activations now; later calls throw.
   Napi::Value dispose(const Napi::CallbackInfo& info) {

@@ -40,6 +40,8 @@ class UNet {
   const UNetConfig& config() const { return cfg_; }
   ParamStore& store() { return store_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  // Most activation and workspace memory any forward/backward so far has used (the arenas' high-water marks).
+  size_t activation_bytes() const { return keep_.high_water() + work_.high_water(); }
 
   // out (N, out_channels, H, W) = unet(sample (N, in_channels, H, W), timesteps (N), context (N, S, cross_dim)).
   // H and W must be divisible by 2^(number of down-sampling blocks). With for_backward, keeps what backward needs.

@@ -34,6 +34,7 @@ class VAE {
   // Image pixels per latent pixel (8 for SD).
   int scale_factor() const { return 1 << (int(cfg_.block_out_channels.size()) - 1); }
   [[noreturn]] void set_gradient_checkpointing(bool);  // throws: the VAE has no backward
+  size_t activation_bytes() const { return keep_.high_water() + work_.high_water(); }
   // Tile edge in latent pixels (a positive multiple of 4), or 0 for no tiling. An input that fits in one tile
   // runs untiled, as in diffusers.
   void set_tile_size(int latent_pixels);

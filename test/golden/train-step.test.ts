@@ -100,3 +100,15 @@ test('a network used by a Trainer cannot be disposed', () => {
   const { unet } = tinyTrainer();
   expect(() => unet.dispose()).toThrow(/in use by a Trainer/);
 });
+
+test('activation memory is measured per network and gradient checkpointing lowers it', async () => {
+  const run = async (checkpointing: boolean) => {
+    const { unet, trainer } = tinyTrainer();
+    unet.setGradientCheckpointing(checkpointing);
+    await trainer.accumulate({ ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') });
+    return unet.activationBytes();
+  };
+  const [plain, ckpt] = [await run(false), await run(true)];
+  expect(plain).toBeGreaterThan(0);
+  expect(ckpt).toBeLessThan(plain);
+});

@@ -26,6 +26,8 @@ export interface NativeNetwork {
   setGradientCheckpointing(on: boolean): void;
   /** Frees the weights now (refused while a Trainer uses the network); later calls throw. */
   dispose(): void;
+  /** The most activation and workspace memory a call has used so far (bytes). */
+  activationBytes(): number;
 }
 
 export interface ForwardResult {

@@ -13,7 +13,7 @@ import { DreamBoothDataset, trainingLength, type BatchPlan } from '../data/datas
 import { loadAddon } from '../engine/addon';
 import { modelDevice } from '../engine/device';
 import { loadWeights, type NativeNetwork } from '../engine/networks';
-import { createTrainer } from '../engine/trainer';
+import { createTrainer, type NativeTrainer, type TrainBatch } from '../engine/trainer';
 import { classImageJobs, ensureClassImages } from '../sample/class-images';
 import { loadPipeline, type PipelineModel } from '../sample/pipeline';
 import { sampleToFolder } from '../sample/run';
@@ -86,15 +86,25 @@ function parameterCount(net: NativeNetwork): number {
   return net.paramTable().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Weights, gradients and optimizer states of the chosen options (activations are measured after step 1). */
-function memoryPlan(c: Config, unetParams: number, teParams: number): string {
-  const trained = unetParams + (c.train_text_encoder ? teParams : 0);
-  const weights = (unetParams + (c.train_text_encoder ? teParams : 0)) * 4;
-  const grads = trained * 4;
-  // fp32 AdamW: m and v in fp32; 8-bit: one byte each plus a float absmax per 256 values.
+/**
+ * The memory plan of the chosen options: weights, gradients and optimizer states from the parameter counts, and
+ * activations measured by one dry step on the largest batch the run will see (zero noise, timestep 0, its
+ * gradients discarded: the random streams and the weights are untouched).
+ */
+async function memoryPlan(c: Config, model: PipelineModel, trainer: NativeTrainer, dryBatch: TrainBatch, trainsTe: boolean): Promise<string> {
+  const unetParams = parameterCount(model.unet), teParams = trainsTe ? parameterCount(model.textEncoder) : 0;
+  const trained = unetParams + teParams;
+  // fp32 AdamW: m and v in fp32; 8-bit: one byte each plus a float absmax per 256 values (small tensors keep fp32).
   const states = c.use_8bit_adam ? trained * (2 + 8 / 256) : trained * 8;
-  return `memory plan: weights ${formatBytes(weights)}, gradients ${formatBytes(grads)}, optimizer states ${formatBytes(states)}` +
-    ` (${c.use_8bit_adam ? '8-bit AdamW' : 'AdamW fp32'}), activations measured after the first step`;
+  const latents = dryBatch.latents;
+  const rows = latents.shape[0];
+  await trainer.accumulate({ ...dryBatch, noise: { dtype: 'F32', shape: latents.shape, data: new Float32Array(latents.shape.reduce((a, b) => a * b, 1)) }, timesteps: { dtype: 'I32', shape: [rows], data: new Int32Array(rows) } });
+  model.unet.zeroGrad();
+  if (trainsTe) model.textEncoder.zeroGrad();
+  const activations = model.unet.activationBytes() + (trainsTe ? model.textEncoder.activationBytes() : 0);
+  return `memory plan: weights ${formatBytes(trained * 4)}, gradients ${formatBytes(trained * 4)}, optimizer states ${formatBytes(states)}` +
+    ` (${c.use_8bit_adam ? '8-bit AdamW' : 'AdamW fp32'}), activations and workspace ${formatBytes(activations)}` +
+    ` (batch of ${rows} at ${latents.shape[3] * model.vaeScaleFactor}x${latents.shape[2] * model.vaeScaleFactor}${c.gradient_checkpointing ? ', gradient checkpointing' : ''})`;
 }
 
 export async function runTraining(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainResult> {
@@ -164,7 +174,16 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
     if (c.train_text_encoder && !position.textEncoderTraining) trainer.setTrainTextEncoder(false);
   }
   reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
-  reporter.info(memoryPlan(c, parameterCount(model.unet), keepTextEncoder ? parameterCount(model.textEncoder) : 0));
+  /** A planned batch's cached latents (sampled at `offset`) and its text input. */
+  const batchOf = (plan: BatchPlan, offset: number): { batch: TrainBatch; nextOffset: number } => {
+    const rows = dataset.rows(plan);
+    const sample = latents.sample(rows.map((r) => rowKey(r.i, r.role, plan.size.width, plan.size.height)), offset);
+    const prompts = rows.map((r) => r.example.prompt);
+    const textInput = position.textEncoderTraining ? { inputIds: tokenIds(model.tokenizer, prompts) } : { context: embeddings.context(prompts) };
+    return { batch: { latents: sample.latents, nInstance: plan.examples.length, ...textInput }, nextOffset: sample.nextOffset };
+  };
+  const largest = dataset.plan(position.epoch).reduce((a, b) => (b.size.width * b.size.height * dataset.rows(b).length > a.size.width * a.size.height * dataset.rows(a).length ? b : a));
+  reporter.info(await memoryPlan(c, model, trainer, batchOf(largest, position.latentOffset).batch, c.train_text_encoder && position.textEncoderTraining));
 
   const logDir = path.resolve(outputDir, c.logging_dir);
   fs.mkdirSync(logDir, { recursive: true });
@@ -192,13 +211,9 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
   outer: for (let epoch = position.epoch; epoch < length.numTrainEpochs; epoch++) {
     const plans = dataset.plan(epoch);
     for (let b = epoch === position.epoch ? position.batch : 0; b < plans.length; b++) {
-      const plan = plans[b];
-      const rows = dataset.rows(plan);
-      const sample = latents.sample(rows.map((r) => rowKey(r.i, r.role, plan.size.width, plan.size.height)), position.latentOffset);
-      position.latentOffset = sample.nextOffset;
-      const prompts = rows.map((r) => r.example.prompt);
-      const textInput = position.textEncoderTraining ? { inputIds: tokenIds(model.tokenizer, prompts) } : { context: embeddings.context(prompts) };
-      const r = await trainer.accumulate({ latents: sample.latents, nInstance: plan.examples.length, ...textInput });
+      const { batch, nextOffset } = batchOf(plans[b], position.latentOffset);
+      position.latentOffset = nextOffset;
+      const r = await trainer.accumulate(batch);
       lossSum += r.loss;
       micro += 1;
       if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
@@ -217,7 +232,6 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
       fs.appendFileSync(logFile, `${JSON.stringify({ step: position.step, epoch, loss, lr, grad_norm: clip.gradNorm, clip_coef: clip.clipCoef, seconds: secondsPerStep })}\n`);
       if (events && (position.step % c.log_interval === 0 || position.step === 1)) events.scalars(position.step, { loss, lr, grad_norm: clip.gradNorm });
       reporter.step?.({ step: position.step, maxSteps: length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep });
-      if (position.step === 1) reporter.info(`resident memory after the first step (weights, states, activations, workspace): ${formatBytes(process.memoryUsage().rss)}`);
 
       if (c.train_text_encoder && position.textEncoderTraining && c.stop_text_encoder_training !== undefined && position.step >= c.stop_text_encoder_training) {
         trainer.setTrainTextEncoder(false);
