@@ -4,6 +4,21 @@
 
 namespace dbcore {
 
+namespace {
+// Runs a block's forward on a copy of `inputs` and returns what its backward needs: every saved activation while
+// training without checkpointing; otherwise only the inputs (the activations' memory is released: with
+// checkpointing backward recomputes them, at inference nothing needs them).
+template <typename Saved, typename Compute>
+Saved run_and_keep(const Run& r, const Saved& inputs, Compute compute) {
+  Saved s = inputs;
+  Arena::Mark m = r.work->mark();
+  compute(s);
+  if (r.training && !r.checkpointing) return s;
+  r.work->release(m);
+  return inputs;
+}
+}  // namespace
+
 // ---- ResnetBlock -----------------------------------------------------------------------------------------
 
 void ResnetBlock::declare(ParamTable& t, const std::string& name, int in, int out, int temb_channels, int groups,
@@ -66,20 +81,10 @@ void ResnetBlock::forward(const Run& r, float* out, const float* x, const float*
   N_ = N;
   H_ = H;
   W_ = W;
-  Saved s;
-  s.x = x;
-  s.temb_act = temb_act;
-  Arena::Mark m = r.work->mark();
-  compute(r, out, s);
-  if (r.training && r.checkpointing) {
-    r.work->release(m);
-    saved_ = Saved{};
-    saved_.x = x;
-    saved_.temb_act = temb_act;
-  } else {
-    if (!r.training) r.work->release(m);
-    saved_ = s;
-  }
+  Saved inputs;
+  inputs.x = x;
+  inputs.temb_act = temb_act;
+  saved_ = run_and_keep(r, inputs, [&](Saved& s) { compute(r, out, s); });
 }
 
 void ResnetBlock::backward(const Run& r, float* dx, float* dtemb_act, const float* dout) {
@@ -284,20 +289,10 @@ void Transformer2D::forward(const Run& r, float* out, const float* x, const floa
   H_ = H;
   W_ = W;
   S_ = S;
-  Saved s;
-  s.x = x;
-  s.context = context;
-  Arena::Mark m = r.work->mark();
-  compute(r, out, s);
-  if (r.training && r.checkpointing) {
-    r.work->release(m);
-    saved_ = Saved{};
-    saved_.x = x;
-    saved_.context = context;
-  } else {
-    if (!r.training) r.work->release(m);
-    saved_ = std::move(s);
-  }
+  Saved inputs;
+  inputs.x = x;
+  inputs.context = context;
+  saved_ = run_and_keep(r, inputs, [&](Saved& s) { compute(r, out, s); });
 }
 
 void Transformer2D::backward(const Run& r, float* dx, float* dcontext, const float* dout) {

@@ -13,6 +13,7 @@
  */
 import * as fs from 'fs';
 import { DbcoreError } from '../util/errors';
+import { readWholeFile } from '../util/files';
 import { DTYPE_BYTES, numel, type DType } from '../engine/tensor';
 import { openZip, ZipWriter, type ZipEntry } from './zip';
 import { unpickle, isTensorRef, STORAGE_CLASSES, type PyDict, type StorageRef, type TensorRef } from './pickle';
@@ -21,8 +22,6 @@ import type { ByteTensor, StateDict } from './tensors';
 const PICKLE_PROTO = 0x80;
 const ZIP_MAGIC = 0x04034b50;
 const MAX_PICKLE_BYTES = 512 * 1024 * 1024;
-/** Node rejects single read calls of 2 GiB and more. */
-const IO_CHUNK_BYTES = 1 << 30;
 
 export interface CkptContents {
   tensors: StateDict;
@@ -30,29 +29,6 @@ export interface CkptContents {
   skipped: string[];
 }
 
-/** Reads a whole file into one Buffer (files over 2 GiB included). */
-export function readWholeFile(filePath: string): Buffer {
-  let fd: number;
-  try {
-    fd = fs.openSync(filePath, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO';
-    throw new DbcoreError(code, `cannot open: ${(e as Error).message}`, { file: filePath, cause: e });
-  }
-  try {
-    const size = fs.fstatSync(fd).size;
-    const buf = Buffer.allocUnsafeSlow(size);
-    let done = 0;
-    while (done < size) {
-      const n = fs.readSync(fd, buf, done, Math.min(IO_CHUNK_BYTES, size - done), done);
-      if (n === 0) throw new DbcoreError('EIO', `file shrank while being read (at byte ${done})`, { file: filePath });
-      done += n;
-    }
-    return buf;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 export function readCkpt(filePath: string): CkptContents {
   return parseCkpt(readWholeFile(filePath), filePath);

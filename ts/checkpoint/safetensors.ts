@@ -17,13 +17,12 @@ import path from 'path';
 import { randomBytes } from 'crypto';
 import { constants as bufferConstants } from 'buffer';
 import { DbcoreError } from '../util/errors';
+import { IO_CHUNK_BYTES, readFully, withFile } from '../util/files';
 import { DTYPE_BYTES, type DType, type HostTensor } from '../engine/tensor';
 
 /** The reference implementation's limit on the JSON header (safetensors' MAX_HEADER_SIZE). */
 export const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = '__metadata__';
-/** Largest single read/write call: Node rejects lengths of 2 GiB and more. */
-const IO_CHUNK_BYTES = 1 << 30;
 
 export const SAFETENSORS_DTYPES: readonly DType[] = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'];
 
@@ -155,20 +154,6 @@ export async function writeSafetensors(filePath: string, tensors: NamedTensors, 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading
 
-function withFile<T>(filePath: string, body: (fd: number, size: number) => T): T {
-  let fd: number;
-  try {
-    fd = fs.openSync(filePath, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO';
-    throw new DbcoreError(code, `cannot open: ${(e as Error).message}`, { file: filePath, cause: e });
-  }
-  try {
-    return body(fd, fs.fstatSync(fd).size);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 function readHeaderFrom(fd: number, size: number, filePath: string): SafetensorsHeader {
   const lengthBytes = Buffer.alloc(Math.min(8, size));
@@ -179,15 +164,6 @@ function readHeaderFrom(fd: number, size: number, filePath: string): Safetensors
   return parseHeaderJson(json, size - 8 - headerLength, filePath);
 }
 
-/** Fills `target` from the file starting at `position`. */
-function readFully(fd: number, target: Uint8Array, position: number, filePath: string): void {
-  let done = 0;
-  while (done < target.byteLength) {
-    const n = fs.readSync(fd, target, done, Math.min(IO_CHUNK_BYTES, target.byteLength - done), position + done);
-    if (n === 0) throw new DbcoreError('EIO', `file shrank while being read (at byte ${position + done})`, { file: filePath });
-    done += n;
-  }
-}
 
 /** Validates the 8-byte length prefix against the limit and the file size. */
 function checkedHeaderLength(prefix: Uint8Array, fileSize: number, name: string): number {
