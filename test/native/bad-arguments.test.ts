@@ -63,3 +63,37 @@ describe('bad arguments never crash', () => {
     }
   });
 });
+
+describe('methods of native objects never crash on bad arguments', () => {
+  const fixtures = require('path').join(__dirname, '..', 'fixtures', 'tiny-sd');
+  const { discoverModel } = require('../../ts/checkpoint/discover');
+  const { loadUNet, loadTextEncoder, loadVAE } = require('../../ts/engine/networks');
+  const { createTrainer } = require('../../ts/engine/trainer');
+  const model = discoverModel(fixtures);
+  const unet = loadUNet(model.components.unet);
+  const objects: Array<[string, Record<string, unknown>]> = [
+    ['UNet', unet],
+    ['TextEncoder', loadTextEncoder(model.components.text_encoder)],
+    ['VAE', loadVAE(model.components.vae)],
+    ['Trainer', createTrainer({ unet, scheduler: { num_train_timesteps: 1000 } })],
+  ];
+
+  test.each(objects)('%s methods with junk arguments', async (_name, obj) => {
+    const proto = Object.getPrototypeOf(obj);
+    const methods = Object.getOwnPropertyNames(proto).filter((k) => k !== 'constructor' && k !== 'dispose' && typeof proto[k] === 'function');
+    expect(methods.length).toBeGreaterThan(3);
+    for (const m of methods) {
+      for (const a of junk) {
+        for (const b of junk.slice(0, 4)) {
+          try {
+            const r = (obj[m] as (...x: unknown[]) => unknown).call(obj, a, b, a);
+            if (r instanceof Promise) await r.catch(() => undefined);
+          } catch (e) {
+            expect(Object.prototype.toString.call(e)).toBe('[object Error]');
+            expect(typeof (e as { code?: unknown }).code).toBe('string');
+          }
+        }
+      }
+    }
+  });
+});
