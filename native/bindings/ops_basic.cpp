@@ -18,6 +18,7 @@ struct MatmulArgs {
   Tensor a, b;
   bool trans_a, trans_b;
   int batch, M, N, K;
+  Precision precision;
 };
 
 // a (…, M, K) or its transpose, b (…, K, N) or its transpose; leading dimensions must match (rank 2 or 3).
@@ -27,6 +28,7 @@ MatmulArgs matmul_args(const Napi::CallbackInfo& info) {
   m.b = tensor_arg(info, 1, "b", DType::F32);
   m.trans_a = bool_option(info, 2, "transA", false);
   m.trans_b = bool_option(info, 2, "transB", false);
+  m.precision = bool_option(info, 2, "bf16", false) ? Precision::BF16 : Precision::F32;
   DBCORE_CHECK(m.a.ndim() == m.b.ndim() && (m.a.ndim() == 2 || m.a.ndim() == 3), "ESHAPE",
                "matmul: a and b must both be rank 2 or both rank 3, got %s and %s", m.a.describe().c_str(),
                m.b.describe().c_str());
@@ -45,7 +47,7 @@ MatmulArgs matmul_args(const Napi::CallbackInfo& info) {
 void run_matmul(const MatmulArgs& m, float* c) {
   int lda = static_cast<int>(m.a.dim(-1)), ldb = static_cast<int>(m.b.dim(-1));
   cpu::sgemm_batched(m.trans_a, m.trans_b, m.M, m.N, m.K, 1.f, m.a.f32(), lda, long(m.M) * m.K, m.b.f32(), ldb,
-                     long(m.K) * m.N, 0.f, c, m.N, long(m.M) * m.N, m.batch);
+                     long(m.K) * m.N, 0.f, c, m.N, long(m.M) * m.N, m.batch, m.precision);
 }
 
 Shape matmul_out_shape(const MatmulArgs& m) {
@@ -54,7 +56,7 @@ Shape matmul_out_shape(const MatmulArgs& m) {
 
 }  // namespace
 
-// ops.matmul(a, b, {transA, transB}) → c
+// ops.matmul(a, b, {transA, transB, bf16}) → c (bf16: operands rounded to bfloat16, fp32 accumulation)
 DBCORE_OP(matmul) {
   MatmulArgs m = matmul_args(info);
   JsTensor c = new_js_tensor(info.Env(), DType::F32, matmul_out_shape(m));

@@ -48,6 +48,9 @@ TrainerConfig trainer_config_from_js(const Napi::Object& o) {
   c.seed = uint64_t(get_number(o, "seed", 0, w));
   c.clip_skip = int(get_number(o, "clipSkip", 1, w));
   c.train_text_encoder = get_bool(o, "trainTextEncoder", false, w);
+  const std::string mp = get_string(o, "mixedPrecision", "no", w);
+  DBCORE_CHECK(mp == "no" || mp == "bf16" || mp == "fp16", "EINVAL", "mixedPrecision '%s' must be no, bf16 or fp16", mp.c_str());
+  c.compute = mp == "bf16" ? Precision::BF16 : mp == "fp16" ? Precision::F16 : Precision::F32;
   return c;
 }
 

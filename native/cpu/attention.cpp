@@ -51,6 +51,7 @@ struct Dims {
   long C;  // NH·D
   float scale;
   bool causal;
+  Precision precision;  // of the tile products (cpu/gemm.h)
   // Element offset of (batch b, token t, head h) in a (B, T, C) buffer.
   long at(int b, int T, int t, int h) const { return (static_cast<long>(b) * T + t) * C + static_cast<long>(h) * D; }
   // Element offset of (b, h, t) in a (B, NH, Tq) statistics buffer.
@@ -133,9 +134,9 @@ void forward_query_tile(float* out, float* lse, const float* q, const float* k, 
     const int bc = std::min(Bc, g.Tk - j0);
     const float* kt = k + g.at(b, g.Tk, j0, h);
     const float* vt = v + g.at(b, g.Tk, j0, h);
-    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, s, Bc);  // S = scale·Q Kᵀ
+    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, s, Bc, g.precision);  // S = scale·Q Kᵀ
     online_softmax_block(s, m, l, acc, br, bc, Bc, D, i0, j0, g.causal);
-    sgemm(false, false, br, D, bc, 1.f, s, Bc, vt, g.C, 1.f, acc, D);  // O_acc += P V
+    sgemm(false, false, br, D, bc, 1.f, s, Bc, vt, g.C, 1.f, acc, D, g.precision);  // O_acc += P V
   }
   finish_query_tile(out + g.at(b, g.Tq, i0, h), lse + g.stat(b, h, i0), acc, m, l, br, D, g.C);
 }
@@ -206,13 +207,13 @@ void backward_key_tile(float* dq_head, long ldq, float* dk, float* dv, const flo
     const int br = std::min(Br, g.Tq - i0);
     const float* qt = q + g.at(b, g.Tq, i0, h);
     const float* dot = dout + g.at(b, g.Tq, i0, h);
-    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, p, Bc);  // S = scale·Q Kᵀ
+    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, p, Bc, g.precision);  // S = scale·Q Kᵀ
     probabilities_block(p, lse + g.stat(b, h, i0), br, bc, Bc, i0, j0, g.causal);
-    sgemm(true, false, bc, D, br, 1.f, p, Bc, dot, g.C, 1.f, dvt, g.C);      // dV += Pᵀ dO
-    sgemm(false, true, br, bc, D, 1.f, dot, g.C, vt, g.C, 0.f, dp, Bc);      // dP = dO Vᵀ
+    sgemm(true, false, bc, D, br, 1.f, p, Bc, dot, g.C, 1.f, dvt, g.C, g.precision);      // dV += Pᵀ dO
+    sgemm(false, true, br, bc, D, 1.f, dot, g.C, vt, g.C, 0.f, dp, Bc, g.precision);      // dP = dO Vᵀ
     score_gradient_block(dp, p, Di + g.stat(b, h, i0), br, bc, Bc);
-    sgemm(true, false, bc, D, br, g.scale, dp, Bc, qt, g.C, 1.f, dkt, g.C);  // dK += scale·dSᵀ Q
-    sgemm(false, false, br, D, bc, g.scale, dp, Bc, kt, g.C, 1.f, dq_head + i0 * ldq, ldq);  // dQ += scale·dS K
+    sgemm(true, false, bc, D, br, g.scale, dp, Bc, qt, g.C, 1.f, dkt, g.C, g.precision);  // dK += scale·dSᵀ Q
+    sgemm(false, false, br, D, bc, g.scale, dp, Bc, kt, g.C, 1.f, dq_head + i0 * ldq, ldq, g.precision);  // dQ += scale·dS K
   }
 }
 
@@ -235,9 +236,9 @@ void reduce_query_gradients(float* dq, const float* partial, int splits, const D
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
-                       int Tk, int NH, int D, float scale, bool causal) {
+                       int Tk, int NH, int D, float scale, bool causal, Precision precision) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || NH <= 0 || D <= 0) return;
-  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal};
+  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision};
   const int q_tiles = ceil_div(Tq, kFwdQueryTile);
   const long heads = static_cast<long>(B) * NH;
 #pragma omp parallel
@@ -255,9 +256,9 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int NH, int D,
-                        float scale, bool causal) {
+                        float scale, bool causal, Precision precision) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || NH <= 0 || D <= 0) return;
-  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal};
+  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision};
   const long heads = static_cast<long>(B) * NH;
   const int k_tiles = ceil_div(Tk, kBwdKeyTile);
   // Tasks are (head, key split): a split owns the key tiles s, s + splits, … (dK, dV written by it alone). With

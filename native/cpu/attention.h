@@ -6,13 +6,16 @@
 // lse (B, NH, Tq) = log Σ_j exp(scale · q·k_j).
 // Accumulation: dq, dk, dv are written (=).
 #pragma once
+#include "core/precision.h"
 
 namespace dbcore::cpu {
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
-                       int Tk, int NH, int D, float scale, bool causal);
+                       int Tk, int NH, int D, float scale, bool causal,
+                       Precision precision = Precision::F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int NH, int D,
-                        float scale, bool causal);
+                        float scale, bool causal,
+                        Precision precision = Precision::F32);
 
 }  // namespace dbcore::cpu

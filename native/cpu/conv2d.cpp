@@ -127,7 +127,7 @@ size_t conv2d_workspace_floats(const Conv2dShape& s) {
 }
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* workspace,
-                    const Conv2dShape& s) {
+                    const Conv2dShape& s, Precision precision) {
   check_conv_shape(s);
   const int CKK = s.C * s.KH * s.KW;
   const long HW = static_cast<long>(s.H) * s.W, OHW = static_cast<long>(s.OH()) * s.OW();
@@ -141,12 +141,12 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
     }
     if (bias) fill_bias(out_n, bias, s.OC, OHW);
     sgemm(false, false, s.OC, static_cast<int>(OHW), CKK, 1.f, weight, CKK, col, static_cast<int>(OHW),
-          bias ? 1.f : 0.f, out_n, static_cast<int>(OHW));
+          bias ? 1.f : 0.f, out_n, static_cast<int>(OHW), precision);
   }
 }
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, float* workspace, const Conv2dShape& s) {
+                     const float* weight, float* workspace, const Conv2dShape& s, Precision precision) {
   check_conv_shape(s);
   const int CKK = s.C * s.KH * s.KW;
   const long HW = static_cast<long>(s.H) * s.W, OHW = static_cast<long>(s.OH()) * s.OW();
@@ -162,13 +162,13 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
         im2col(workspace, inp_n, s);
         col = workspace;
       }
-      sgemm(false, true, s.OC, CKK, ohw, 1.f, dout_n, ohw, col, ohw, 1.f, dweight, CKK);
+      sgemm(false, true, s.OC, CKK, ohw, 1.f, dout_n, ohw, col, ohw, 1.f, dweight, CKK, precision);
     }
     if (!dinp_n) continue;
     if (pointwise) {
-      sgemm(true, false, s.C, ohw, s.OC, 1.f, weight, CKK, dout_n, ohw, 0.f, dinp_n, ohw);
+      sgemm(true, false, s.C, ohw, s.OC, 1.f, weight, CKK, dout_n, ohw, 0.f, dinp_n, ohw, precision);
     } else {
-      sgemm(true, false, CKK, ohw, s.OC, 1.f, weight, CKK, dout_n, ohw, 0.f, workspace, ohw);
+      sgemm(true, false, CKK, ohw, s.OC, 1.f, weight, CKK, dout_n, ohw, 0.f, workspace, ohw, precision);
       col2im(dinp_n, workspace, s);
     }
   }

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 
+#include "core/precision.h"
+
 namespace dbcore::cpu {
 
 struct Conv2dShape {
@@ -17,9 +19,9 @@ size_t conv2d_workspace_floats(const Conv2dShape& s);
 
 // out (N, OC, OH, OW) = weight (OC, C, KH, KW) ⋆ inp (N, C, H, W) + bias (OC); bias may be null.
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* workspace,
-                    const Conv2dShape& s);
+                    const Conv2dShape& s, Precision precision = Precision::F32);
 // dinp (N, C, H, W) =; dweight (OC, C, KH, KW) +=; dbias (OC) +=.
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, float* workspace, const Conv2dShape& s);
+                     const float* weight, float* workspace, const Conv2dShape& s, Precision precision = Precision::F32);
 
 }  // namespace dbcore::cpu

@@ -1,15 +1,18 @@
 // Matrix products on the CPU: OpenBLAS sgemm, row-major.
 // Dimension letters: C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C.
+// Precision::BF16 (autocast): A and B are rounded to bfloat16 (round to nearest even) before the fp32 product, the
+// numerics of a bf16 matrix unit with fp32 accumulation; C stays fp32. F16 is refused (CUDA only).
 #pragma once
+#include "core/precision.h"
 
 namespace dbcore::cpu {
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-           int ldb, float beta, float* C, int ldc);
+           int ldb, float beta, float* C, int ldc, Precision precision = Precision::F32);
 
 // Batched: for b < batch, C + b·stride_c = op(A + b·stride_a) · op(B + b·stride_b) (+ beta · C).
 void sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                    long stride_a, const float* B, int ldb, long stride_b, float beta, float* C, int ldc,
-                   long stride_c, int batch);
+                   long stride_c, int batch, Precision precision = Precision::F32);
 
 }  // namespace dbcore::cpu

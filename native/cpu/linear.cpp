@@ -33,7 +33,8 @@ void accumulate_column_sums(float* dbias, const float* dout, int M, int OC) {
 
 }  // namespace
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC) {
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC,
+                    Precision precision) {
   float beta = 0.f;
   if (bias) {
     // Start every row from the bias so the product adds onto it (beta = 1): no second pass over out.
@@ -41,13 +42,13 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     for (int m = 0; m < M; ++m) std::copy(bias, bias + OC, out + static_cast<long>(m) * OC);
     beta = 1.f;
   }
-  sgemm(false, true, M, OC, IC, 1.f, inp, IC, weight, IC, beta, out, OC);
+  sgemm(false, true, M, OC, IC, 1.f, inp, IC, weight, IC, beta, out, OC, precision);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int M, int IC, int OC) {
-  if (dinp) sgemm(false, false, M, IC, OC, 1.f, dout, OC, weight, IC, 0.f, dinp, IC);  // (M,OC)·(OC,IC)
-  if (dweight) sgemm(true, false, OC, IC, M, 1.f, dout, OC, inp, IC, 1.f, dweight, IC);  // (OC,M)·(M,IC) +=
+                     const float* weight, int M, int IC, int OC, Precision precision) {
+  if (dinp) sgemm(false, false, M, IC, OC, 1.f, dout, OC, weight, IC, 0.f, dinp, IC, precision);  // (M,OC)·(OC,IC)
+  if (dweight) sgemm(true, false, OC, IC, M, 1.f, dout, OC, inp, IC, 1.f, dweight, IC, precision);  // (OC,M)·(M,IC) +=
   if (dbias) accumulate_column_sums(dbias, dout, M, OC);
 }
 

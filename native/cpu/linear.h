@@ -1,13 +1,16 @@
 // Fully connected layer. ref: torch.nn.Linear. Dimension letters: M rows (tokens), IC in, OC out features.
-// Accumulation: parameter gradients +=, input gradients = (skipped when the pointer is null).
+// Accumulation: parameter gradients +=, input gradients = (skipped when the pointer is null). Products run at
+// `precision` (cpu/gemm.h: BF16 rounds the operands).
 #pragma once
+#include "core/precision.h"
 
 namespace dbcore::cpu {
 
 // out (M, OC) = inp (M, IC) · weight (OC, IC)ᵀ + bias (OC); bias may be null.
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC);
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC,
+                    Precision precision = Precision::F32);
 // dinp (M, IC) = dout · weight; dweight (OC, IC) += doutᵀ · inp; dbias (OC) += Σ_M dout.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int M, int IC, int OC);
+                     const float* weight, int M, int IC, int OC, Precision precision = Precision::F32);
 
 }  // namespace dbcore::cpu

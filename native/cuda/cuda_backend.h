@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "core/precision.h"
 #include "cpu/adam8bit.h"
 #include "cpu/optim.h"
 
@@ -38,8 +39,8 @@ double time_ms(const std::function<void()>& launch, int warmup, int reps);
 
 // Matrix-product input precision (autocast): fp32 operands are rounded to fp16/bf16 as they are loaded, products
 // accumulate in fp32, outputs are fp32. F32 runs the SIMT kernel (fp32 throughout).
-enum class Precision { F32, F16, BF16 };
-const char* precision_name(Precision p);
+using ::dbcore::Precision;
+using ::dbcore::precision_name;
 
 // cpu/softmax.h
 void softmax_forward(float* out, const float* inp, int M, int N);

@@ -13,14 +13,6 @@
 
 namespace dbcore::cuda {
 
-const char* precision_name(Precision p) {
-  switch (p) {
-    case Precision::F32: return "fp32";
-    case Precision::F16: return "fp16";
-    case Precision::BF16: return "bf16";
-  }
-  return "?";
-}
 
 namespace {
 

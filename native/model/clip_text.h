@@ -34,6 +34,7 @@ class ClipTextModel {
   const ClipTextConfig& config() const { return cfg_; }
   ParamStore& store() { return store_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  void set_compute_precision(Precision p) { ctx_.precision = p; }
   size_t activation_bytes() const { return saved_.high_water() + scratch_.high_water(); }
 
   // out (B, T, C): final_layer_norm of the hidden state after the first num_hidden_layers - (clip_skip - 1)

@@ -30,6 +30,10 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
     tensors.insert(tensors.end(), te.begin(), te.end());
   }
   te_training_ = cfg_.train_text_encoder;
+  DBCORE_CHECK(cfg_.compute != Precision::F16, "EUNSUPPORTED",
+               "mixed_precision fp16 needs the CUDA backend (dynamic loss scaling); the CPU computes in fp32 or bf16");
+  unet_.set_compute_precision(cfg_.compute);
+  if (te_) te_->set_compute_precision(cfg_.compute);
   optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors));
 }
 

@@ -26,6 +26,7 @@ struct TrainerConfig {
   uint64_t seed = 0;
   int clip_skip = 1;
   bool train_text_encoder = false;
+  Precision compute = Precision::F32;  // mixed_precision: matrix products in bf16 (CPU) with fp32 master weights
 };
 
 // A batch: rows [0, n_instance) are instance examples, rows [n_instance, B) class (prior) examples.

@@ -40,6 +40,7 @@ class UNet {
   const UNetConfig& config() const { return cfg_; }
   ParamStore& store() { return store_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  void set_compute_precision(Precision p) { ctx_.precision = p; }
   // Most activation and workspace memory any forward/backward so far has used (the arenas' high-water marks).
   size_t activation_bytes() const { return keep_.high_water() + work_.high_water(); }
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/precision.h"
 #include "core/tensor.h"
 #include "cpu/activation.h"
 #include "cpu/attention.h"
@@ -19,6 +20,7 @@ namespace dbcore::ops {
 
 struct Context {
   Device device = Device::CPU;
+  Precision precision = Precision::F32;  // of matrix products (linear, conv2d, attention): autocast
 };
 
 // Throws unless the op has a kernel for the context's backend.
@@ -33,10 +35,6 @@ inline void require_cpu(const Context& ctx, const char* op) {
     return cpu::name(std::forward<Args>(args)...);           \
   }
 
-DBCORE_CPU_OP(linear_forward)
-DBCORE_CPU_OP(linear_backward)
-DBCORE_CPU_OP(conv2d_forward)
-DBCORE_CPU_OP(conv2d_backward)
 DBCORE_CPU_OP(groupnorm_forward)
 DBCORE_CPU_OP(groupnorm_backward)
 DBCORE_CPU_OP(layernorm_forward)
@@ -49,8 +47,6 @@ DBCORE_CPU_OP(quick_gelu_forward)
 DBCORE_CPU_OP(quick_gelu_backward)
 DBCORE_CPU_OP(geglu_forward)
 DBCORE_CPU_OP(geglu_backward)
-DBCORE_CPU_OP(attention_forward)
-DBCORE_CPU_OP(attention_backward)
 DBCORE_CPU_OP(add)
 DBCORE_CPU_OP(add_inplace)
 DBCORE_CPU_OP(axpby)
@@ -70,6 +66,22 @@ DBCORE_CPU_OP(timestep_embedding)
 DBCORE_CPU_OP(mse_forward)
 DBCORE_CPU_OP(mse_backward)
 
+// Matrix-product ops also take the context's precision (autocast).
+#define DBCORE_CPU_GEMM_OP(name)                                     \
+  template <typename... Args>                                        \
+  inline auto name(const Context& ctx, Args&&... args) {             \
+    require_cpu(ctx, #name);                                         \
+    return cpu::name(std::forward<Args>(args)..., ctx.precision);    \
+  }
+
+DBCORE_CPU_GEMM_OP(linear_forward)
+DBCORE_CPU_GEMM_OP(linear_backward)
+DBCORE_CPU_GEMM_OP(conv2d_forward)
+DBCORE_CPU_GEMM_OP(conv2d_backward)
+DBCORE_CPU_GEMM_OP(attention_forward)
+DBCORE_CPU_GEMM_OP(attention_backward)
+
+#undef DBCORE_CPU_GEMM_OP
 #undef DBCORE_CPU_OP
 
 }  // namespace dbcore::ops

@@ -105,7 +105,7 @@ test('a concepts list of two concepts trains both, each with its own class image
   expect(fs.existsSync(path.join(out, 'step_4', 'model_index.json'))).toBe(true);
 });
 
-test('aspect-ratio buckets: non-square images train in their buckets', async () => {
+test('aspect-ratio buckets (and bf16 mixed precision on the CPU): non-square images train in their buckets', async () => {
   const dir = path.join(tmp, 'wide');
   fs.mkdirSync(dir, { recursive: true });
   for (const [i, [w, h]] of [[96, 48], [96, 48], [48, 96]].entries()) {
@@ -113,7 +113,7 @@ test('aspect-ratio buckets: non-square images train in their buckets', async () 
   }
   const out = path.join(tmp, 'buckets');
   const r = train(['--instance_data_dir', dir, '--instance_prompt', 'sks', '--use_aspect_ratio_bucket', '--train_batch_size', '2',
-    '--resolution', '128', '--max_train_steps', '3', '--output_dir', out, '--save_format', 'diffusers']);
+    '--resolution', '128', '--max_train_steps', '3', '--output_dir', out, '--save_format', 'diffusers', '--mixed_precision', 'bf16', '--device', 'cpu']);
   // Buckets at 128 with the tiny UNet (sides multiples of 16): the two wide images share one bucket, one batch.
   expect(r.stderr).toMatch(/3 example\(s\), 2 batch\(es\) per epoch/);
   expect(fs.existsSync(path.join(out, 'step_3', 'unet', 'diffusion_pytorch_model.safetensors'))).toBe(true);

@@ -112,3 +112,27 @@ test('activation memory is measured per network and gradient checkpointing lower
   expect(plain).toBeGreaterThan(0);
   expect(ckpt).toBeLessThan(plain);
 });
+
+test('mixed_precision bf16 on the CPU: the step stays close to the fp32 reference (bf16 operand rounding only)', async () => {
+  const model = discoverModel(MODEL) as DiffusersModel;
+  const unet = loadUNet(model.components.unet);
+  const trainer = createTrainer({ unet, scheduler: trainingNoiseSchedule(model.components.scheduler.config), mixedPrecision: 'bf16' });
+  const r = await trainer.accumulate({ ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') }, { returnPrediction: true });
+  const lossRef = 2.299149513244629; // train_step.json, base step 1
+  const predErr = relL2(asFloat32(r.prediction!), golden.f32('model_pred'));
+  const gradErr = relL2(asFloat32(unet.getGrad('down_blocks.0.resnets.0.conv1.weight')), golden.f32('grad.unet.down_blocks.0.resnets.0.conv1.weight'));
+  console.log(`bf16 vs fp32 reference: loss ${(Math.abs(r.loss - lossRef) / lossRef).toExponential(2)}, prediction ${predErr.toExponential(2)}, a conv gradient ${gradErr.toExponential(2)}`);
+  expect(predErr).toBeGreaterThan(1e-6); // the products really ran in bf16
+  // bf16 keeps 8 mantissa bits (relative rounding 2^-9 ≈ 2e-3 per operand); a few layers deep that is ~1e-2.
+  expect(Math.abs(r.loss - lossRef) / lossRef).toBeLessThan(2e-2);
+  expect(predErr).toBeLessThan(3e-2);
+  expect(gradErr).toBeLessThan(5e-2);
+  const fp16 = () => createTrainer({ unet: loadUNet(model.components.unet), scheduler: trainingNoiseSchedule(model.components.scheduler.config), mixedPrecision: 'fp16' });
+  expect(fp16).toThrow(/fp16 needs the CUDA backend/);
+});
+
+function relL2(a: Float32Array, b: Float32Array): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < b.length; i++) { d += (a[i] - b[i]) ** 2; n += b[i] ** 2; }
+  return Math.sqrt(d / n);
+}

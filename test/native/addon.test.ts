@@ -123,3 +123,26 @@ describe('random streams', () => {
     expect(Math.max(...u)).toBeLessThan(1);
   });
 });
+
+describe('bf16 matrix products (autocast on the CPU)', () => {
+  /** float32 → nearest bfloat16 (ties to even) → float32, on the bits. */
+  function bf16(x: Float32Array): Float32Array {
+    const out = new Float32Array(x.length), u = new Uint32Array(out.buffer), src = new Uint32Array(new Float32Array(x).buffer);
+    for (let i = 0; i < x.length; i++) {
+      const v = src[i];
+      u[i] = (((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16) >>> 0;
+    }
+    return out;
+  }
+  test('equal to the fp32 product of bf16-rounded operands, transposes included', () => {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
+      const a = ops.randn(transA ? [19, 7] : [7, 19], 11), b = ops.randn(transB ? [13, 19] : [19, 13], 12);
+      const got = asFloat32(ops.matmul(a, b, { transA, transB, bf16: true }));
+      const ref = asFloat32(ops.matmul(f32(a.shape, bf16(asFloat32(a))), f32(b.shape, bf16(asFloat32(b))), { transA, transB }));
+      expect(Array.from(got)).toEqual(Array.from(ref));
+      const exact = asFloat32(ops.matmul(a, b, { transA, transB }));
+      expect(maxRelErr(got, exact)).toBeGreaterThan(1e-5); // it really rounds
+      expect(maxRelErr(got, exact)).toBeLessThan(3e-2);
+    }
+  });
+});

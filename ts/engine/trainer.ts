@@ -15,6 +15,8 @@ export interface TrainerOptions {
   seed?: number;
   clipSkip?: number;
   trainTextEncoder?: boolean;
+  /** Autocast of the matrix products with fp32 master weights: bf16 on the CPU; fp16 needs CUDA. */
+  mixedPrecision?: 'no' | 'bf16' | 'fp16';
 }
 
 export interface TrainBatch {

@@ -164,7 +164,7 @@ export async function runTraining(resolved: ResolvedTrainConfig, reporter: Train
     scheduler: trainingNoiseSchedule(model.schedulerConfig), priorLossWeight: c.prior_loss_weight,
     gradientAccumulationSteps: c.gradient_accumulation_steps, maxGradNorm: c.max_grad_norm,
     optimizer: { kind: c.use_8bit_adam ? 'adamw8bit' : 'adamw', beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay },
-    seed, clipSkip: c.clip_skip, trainTextEncoder: c.train_text_encoder,
+    seed, clipSkip: c.clip_skip, trainTextEncoder: c.train_text_encoder, mixedPrecision: c.mixed_precision,
   });
   if (resumed) {
     loadWeights(model.unet, resumed.unet, resumeDir!);
