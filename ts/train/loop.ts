@@ -9,7 +9,7 @@ import crypto from 'crypto';
 import fs from 'fs';
 import path from 'path';
 import type { ResolvedTrainConfig } from '../config/load';
-import { DreamBoothDataset, trainingLength, type BatchPlan } from '../data/dataset';
+import { DreamBoothDataset, trainingLength, type BatchPlan, type TrainingLength } from '../data/dataset';
 import { loadAddon } from '../engine/addon';
 import { modelDevice } from '../engine/device';
 import { loadWeights, type NativeNetwork } from '../engine/networks';
@@ -24,7 +24,7 @@ import { makeLrSchedule } from './lr-schedule';
 import { writeLossCurve } from './loss-curve';
 import { trainingNoiseSchedule } from './noise-schedule';
 import { saveTrainedModel, type SavedModel } from './save';
-import { loadTrainingState, pruneCheckpoints, resolveResume, saveTrainingState, type TrainingPosition } from './state';
+import { loadTrainingState, pruneCheckpoints, resolveResume, saveTrainingState, type LoadedTrainingState, type TrainingPosition } from './state';
 import { EventWriter } from './tensorboard';
 
 type Config = ResolvedTrainConfig['config'];
@@ -108,159 +108,237 @@ async function memoryPlan(c: Config, model: PipelineModel, trainer: NativeTraine
 }
 
 export async function runTraining(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainResult> {
+  const session = await TrainingSession.prepare(resolved, reporter);
+  await session.train();
+  return session.finish();
+}
+
+/** One training run: the loaded model, its caches, the native Trainer, and the run's position and outputs. */
+class TrainingSession {
+  private readonly events?: EventWriter;
+  private readonly result: TrainResult;
+  private lastSaved = -1;
+
+  private constructor(
+    private readonly c: Config,
+    private readonly reporter: TrainReporter,
+    private readonly outputDir: string,
+    private readonly model: PipelineModel,
+    private readonly dataset: DreamBoothDataset,
+    private readonly length: TrainingLength,
+    private readonly position: TrainingPosition,
+    private readonly latents: LatentCache,
+    private readonly embeddings: EmbeddingCache,
+    private readonly trainer: NativeTrainer,
+  ) {
+    const logDir = path.resolve(outputDir, c.logging_dir);
+    fs.mkdirSync(logDir, { recursive: true });
+    this.events = c.log_with === 'tensorboard' ? new EventWriter(logDir) : undefined;
+    this.result = { outputDir, steps: position.step, saved: [], checkpoints: [], log: path.join(logDir, 'train.jsonl'), peakRssBytes: 0 };
+  }
+
+  /** Everything before the first step: checks, resume state, model, class images, dataset, caches, Trainer. */
+  static async prepare(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainingSession> {
+    const c = resolved.config;
+    const unsupported = unsupportedOptions(c);
+    if (unsupported.length > 0) throw new DbcoreError('EUNSUPPORTED', `not supported by this version: ${unsupported.join(', ')}`, { file: resolved.file });
+    modelDevice(c.device);
+    if (c.threads > 0) loadAddon().setNumThreads(c.threads);
+    const outputDir = path.resolve(c.output_dir);
+    fs.mkdirSync(outputDir, { recursive: true });
+    const seed = c.seed ?? crypto.randomInt(0, 2 ** 31);
+    const fingerprint = fingerprintOf(resolved, seed);
+    const resumed = resumeState(c, outputDir, fingerprint, reporter);
+
+    reporter.info(`loading ${c.pretrained_model_name_or_path}`);
+    const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c) });
+    await makeClassImages(resolved, model, seed, reporter);
+    const dataset = await DreamBoothDataset.load(resolved, seed, model.sizeMultiple);
+    checkResolution(c.resolution, model.sizeMultiple);
+    for (const w of dataset.warnings) reporter.info(`note: ${w}`);
+    const length = trainingLength(dataset.batchesPerEpoch, c);
+    const position: TrainingPosition = resumed?.state.position ?? {
+      step: 0, epoch: 0, batch: 0, latentOffset: 0, optimizerSteps: 0, noiseOffset: 0, timestepOffset: 0, seed,
+      textEncoderTraining: c.train_text_encoder, fingerprint, losses: [],
+    };
+
+    const latents = await cacheLatents(model, dataset, length.numTrainEpochs, position.epoch, c, outputDir, fingerprint, seed, reporter);
+    const embeddings = new EmbeddingCache();
+    if (!c.train_text_encoder || !position.textEncoderTraining) {
+      if (resumed?.state.textEncoder) loadWeights(model.textEncoder, resumed.state.textEncoder, resumed.dir);
+      await embeddings.fill(datasetPrompts(dataset), model.tokenizer, model.textEncoder, c.clip_skip);
+    }
+    if (!c.auto_test_model) model.vae.dispose();
+    if (!(c.train_text_encoder || c.auto_test_model)) model.textEncoder.dispose();
+
+    const trainer = createRunTrainer(c, model, seed);
+    if (resumed) restoreTrainer(c, model, trainer, resumed);
+    reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
+    const session = new TrainingSession(c, reporter, outputDir, model, dataset, length, position, latents, embeddings, trainer);
+    await session.reportMemoryPlan();
+    return session;
+  }
+
+  /** The optimizer steps from the saved position to max_train_steps. */
+  async train(): Promise<void> {
+    const c = this.c, pos = this.position;
+    const baseLr = c.scale_lr ? c.learning_rate * c.gradient_accumulation_steps * c.train_batch_size : c.learning_rate;
+    const lrOf = makeLrSchedule({ name: c.lr_scheduler, baseLr, warmupSteps: c.lr_warmup_steps, trainingSteps: this.length.maxTrainSteps, numCycles: c.lr_num_cycles, power: c.lr_power });
+    let micro = 0, lossSum = 0, t0 = Date.now();
+    for (let epoch = pos.epoch; epoch < this.length.numTrainEpochs; epoch++) {
+      const plans = this.dataset.plan(epoch);
+      for (let b = epoch === pos.epoch ? pos.batch : 0; b < plans.length; b++) {
+        const { batch, nextOffset } = this.batchOf(plans[b], pos.latentOffset);
+        pos.latentOffset = nextOffset;
+        lossSum += (await this.trainer.accumulate(batch)).loss;
+        micro += 1;
+        // An optimizer step every gradient_accumulation_steps batches, and at the end of each epoch (accelerate).
+        if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
+        const lr = lrOf(pos.step);
+        const clip = await this.trainer.apply(lr);
+        const loss = lossSum / micro;
+        lossSum = 0;
+        micro = 0;
+        pos.step += 1;
+        pos.epoch = b + 1 < plans.length ? epoch : epoch + 1;
+        pos.batch = b + 1 < plans.length ? b + 1 : 0;
+        pos.losses.push({ step: pos.step, loss });
+        const seconds = (Date.now() - t0) / 1000;
+        t0 = Date.now();
+        this.logStep({ step: pos.step, maxSteps: this.length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep: seconds }, clip.clipCoef);
+        await this.maybeStopTextEncoder();
+        if (await this.saveAfterStep()) return;
+      }
+    }
+  }
+
+  /** The final save (when the last step did not save), the loss curve, and the run's summary. */
+  async finish(): Promise<TrainResult> {
+    if (this.lastSaved !== this.position.step) {
+      await this.saveModel(this.position.step);
+      await this.saveState();
+    }
+    this.result.steps = this.position.step;
+    if (this.position.losses.length > 0) {
+      this.result.lossCurve = path.join(this.outputDir, 'loss.png');
+      await writeLossCurve(this.result.lossCurve, this.position.losses);
+    }
+    this.events?.close();
+    this.result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+    return this.result;
+  }
+
+  /** A planned batch's cached latents (sampled at `offset`) and its text input. */
+  private batchOf(plan: BatchPlan, offset: number): { batch: TrainBatch; nextOffset: number } {
+    const rows = this.dataset.rows(plan);
+    const sample = this.latents.sample(rows.map((r) => rowKey(r.i, r.role, plan.size.width, plan.size.height)), offset);
+    const prompts = rows.map((r) => r.example.prompt);
+    const textInput = this.position.textEncoderTraining ? { inputIds: tokenIds(this.model.tokenizer, prompts) } : { context: this.embeddings.context(prompts) };
+    return { batch: { latents: sample.latents, nInstance: plan.examples.length, ...textInput }, nextOffset: sample.nextOffset };
+  }
+
+  private async reportMemoryPlan(): Promise<void> {
+    const size = (p: BatchPlan) => p.size.width * p.size.height * this.dataset.rows(p).length;
+    const largest = this.dataset.plan(this.position.epoch).reduce((a, b) => (size(b) > size(a) ? b : a));
+    const trainsTe = this.c.train_text_encoder && this.position.textEncoderTraining;
+    this.reporter.info(await memoryPlan(this.c, this.model, this.trainer, this.batchOf(largest, this.position.latentOffset).batch, trainsTe));
+  }
+
+  private logStep(r: StepReport, clipCoef: number): void {
+    fs.appendFileSync(this.result.log, `${JSON.stringify({ step: r.step, epoch: r.epoch, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, clip_coef: clipCoef, seconds: r.secondsPerStep })}\n`);
+    if (this.events && (r.step % this.c.log_interval === 0 || r.step === 1)) this.events.scalars(r.step, { loss: r.loss, lr: r.lr, grad_norm: r.gradNorm });
+    this.reporter.step?.(r);
+  }
+
+  /** stop_text_encoder_training: from that step on the text encoder is frozen and its embeddings cached. */
+  private async maybeStopTextEncoder(): Promise<void> {
+    const c = this.c, pos = this.position;
+    if (!c.train_text_encoder || !pos.textEncoderTraining || c.stop_text_encoder_training === undefined || pos.step < c.stop_text_encoder_training) return;
+    this.trainer.setTrainTextEncoder(false);
+    pos.textEncoderTraining = false;
+    await this.embeddings.fill(datasetPrompts(this.dataset), this.model.tokenizer, this.model.textEncoder, c.clip_skip);
+    this.reporter.info(`text encoder training stopped at step ${pos.step}`);
+  }
+
+  /**
+   * Saves the model every save_model_every_n_steps (and at the end), the training state every checkpointing_steps
+   * and with every model. True once max_train_steps is reached.
+   */
+  private async saveAfterStep(): Promise<boolean> {
+    const c = this.c, step = this.position.step;
+    const done = step >= this.length.maxTrainSteps;
+    const every = c.save_model_every_n_steps;
+    if ((every && step % every === 0 && step >= c.save_min_steps) || done) {
+      await this.saveModel(step);
+      this.lastSaved = step;
+    }
+    if (step % c.checkpointing_steps === 0 || this.lastSaved === step) await this.saveState();
+    return done;
+  }
+
+  private async saveModel(step: number): Promise<void> {
+    const c = this.c, model = this.model;
+    this.reporter.info(`saving step ${step}`);
+    const keepsTextEncoder = c.train_text_encoder || c.auto_test_model;
+    const saved = await saveTrainedModel(this.outputDir, `step_${step}`, model.source!, {
+      unet: model.unet, textEncoder: keepsTextEncoder ? model.textEncoder : undefined, vae: c.auto_test_model ? model.vae : undefined,
+    }, { singleFile: c.save_format === 'diffusers' ? 'none' : c.save_format, half: c.save_half });
+    this.result.saved.push(saved);
+    if (c.auto_test_model) await testImages(model, c, saved.folder, step, this.events);
+  }
+
+  private async saveState(): Promise<void> {
+    const te = this.c.train_text_encoder ? this.model.textEncoder : undefined;
+    const dir = await saveTrainingState(this.outputDir, { ...this.position, ...this.trainer.state() }, this.model.unet, te, this.trainer.optimizerState());
+    this.result.checkpoints.push(dir);
+    pruneCheckpoints(this.outputDir, this.c.checkpoints_total_limit);
+  }
+}
+
+/** The checkpoint to resume from (resume_from), checked to belong to this configuration. */
+function resumeState(c: Config, outputDir: string, fingerprint: string, reporter: TrainReporter): { dir: string; state: LoadedTrainingState } | undefined {
+  if (!c.resume_from) return undefined;
+  const dir = resolveResume(c.resume_from, outputDir);
+  const state = loadTrainingState(dir);
+  if (state.position.fingerprint !== fingerprint) {
+    throw new DbcoreError('ECONFIG', 'resume_from: this checkpoint was made with a different dataset, seed or model options; resume with the same configuration', { file: dir });
+  }
+  reporter.info(`resuming from ${dir} (step ${state.position.step})`);
+  return { dir, state };
+}
+
+/** Class images missing for prior preservation, generated with the model before training. */
+async function makeClassImages(resolved: ResolvedTrainConfig, model: PipelineModel, seed: number, reporter: TrainReporter): Promise<void> {
   const c = resolved.config;
-  const unsupported = unsupportedOptions(c);
-  if (unsupported.length > 0) throw new DbcoreError('EUNSUPPORTED', `not supported by this version: ${unsupported.join(', ')}`, { file: resolved.file });
-  modelDevice(c.device);
-  if (c.threads > 0) loadAddon().setNumThreads(c.threads);
-  const outputDir = path.resolve(c.output_dir);
-  fs.mkdirSync(outputDir, { recursive: true });
-  const seed = c.seed ?? crypto.randomInt(0, 2 ** 31);
-  const fingerprint = fingerprintOf(resolved, seed);
-  const resumeDir = c.resume_from ? resolveResume(c.resume_from, outputDir) : undefined;
-  const resumed = resumeDir ? loadTrainingState(resumeDir) : undefined;
-  if (resumed && resumed.position.fingerprint !== fingerprint) {
-    throw new DbcoreError('ECONFIG', 'resume_from: this checkpoint was made with a different dataset, seed or model options; resume with the same configuration', { file: resumeDir });
-  }
-  if (resumed) reporter.info(`resuming from ${resumeDir} (step ${resumed.position.step})`);
-
-  reporter.info(`loading ${c.pretrained_model_name_or_path}`);
-  const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c) });
-  const source = model.source!; // loadPipeline always records the files a saved copy needs
   const jobs = classImageJobs(c, resolved.concepts);
-  if (jobs.length > 0) {
-    const made = await ensureClassImages(jobs, () => model, {
-      sampleBatchSize: c.sample_batch_size, seed, width: c.resolution, height: c.resolution,
-      onStep: (job, p) => reporter.phase?.(`class images (${job.classPrompt})`, p.imagesDone, p.imagesTotal),
-    });
-    for (const r of made) if (r.written.length) reporter.info(`generated ${r.written.length} class image(s) in ${r.job.classDataDir}`);
-  }
+  if (jobs.length === 0) return;
+  const made = await ensureClassImages(jobs, () => model, {
+    sampleBatchSize: c.sample_batch_size, seed, width: c.resolution, height: c.resolution,
+    onStep: (job, p) => reporter.phase?.(`class images (${job.classPrompt})`, p.imagesDone, p.imagesTotal),
+  });
+  for (const r of made) if (r.written.length) reporter.info(`generated ${r.written.length} class image(s) in ${r.job.classDataDir}`);
+}
 
-  const dataset = await DreamBoothDataset.load(resolved, seed, model.sizeMultiple);
-  checkResolution(c.resolution, model.sizeMultiple);
-  for (const w of dataset.warnings) reporter.info(`note: ${w}`);
-  const length = trainingLength(dataset.batchesPerEpoch, c);
-  const baseLr = c.scale_lr ? c.learning_rate * c.gradient_accumulation_steps * c.train_batch_size : c.learning_rate;
-  const lrOf = makeLrSchedule({ name: c.lr_scheduler, baseLr, warmupSteps: c.lr_warmup_steps, trainingSteps: length.maxTrainSteps, numCycles: c.lr_num_cycles, power: c.lr_power });
-  const position: TrainingPosition = resumed?.position ?? {
-    step: 0, epoch: 0, batch: 0, latentOffset: 0, optimizerSteps: 0, noiseOffset: 0, timestepOffset: 0, seed,
-    textEncoderTraining: c.train_text_encoder, fingerprint, losses: [],
-  };
-
-  const latents = await cacheLatents(model, dataset, length.numTrainEpochs, position.epoch, c, outputDir, fingerprint, seed, reporter);
-  const embeddings = new EmbeddingCache();
-  const keepTextEncoder = c.train_text_encoder || c.auto_test_model;
-  if (!c.train_text_encoder || !position.textEncoderTraining) {
-    if (resumed?.textEncoder) loadWeights(model.textEncoder, resumed.textEncoder, resumeDir!);
-    await embeddings.fill(datasetPrompts(dataset), model.tokenizer, model.textEncoder, c.clip_skip);
-  }
-  if (!c.auto_test_model) model.vae.dispose();
-  if (!keepTextEncoder) model.textEncoder.dispose();
-
+function createRunTrainer(c: Config, model: PipelineModel, seed: number): NativeTrainer {
   model.unet.setGradientCheckpointing(c.gradient_checkpointing);
   if (c.train_text_encoder) model.textEncoder.setGradientCheckpointing(c.gradient_checkpointing);
-  const trainer = createTrainer({
+  return createTrainer({
     unet: model.unet, textEncoder: c.train_text_encoder ? model.textEncoder : undefined,
     scheduler: trainingNoiseSchedule(model.schedulerConfig), priorLossWeight: c.prior_loss_weight,
     gradientAccumulationSteps: c.gradient_accumulation_steps, maxGradNorm: c.max_grad_norm,
     optimizer: { kind: c.use_8bit_adam ? 'adamw8bit' : 'adamw', beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay },
     seed, clipSkip: c.clip_skip, trainTextEncoder: c.train_text_encoder, mixedPrecision: c.mixed_precision,
   });
-  if (resumed) {
-    loadWeights(model.unet, resumed.unet, resumeDir!);
-    if (c.train_text_encoder && resumed.textEncoder) loadWeights(model.textEncoder, resumed.textEncoder, resumeDir!);
-    trainer.loadOptimizerState(resumed.optimizer);
-    trainer.setState(position);
-    if (c.train_text_encoder && !position.textEncoderTraining) trainer.setTrainTextEncoder(false);
-  }
-  reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
-  /** A planned batch's cached latents (sampled at `offset`) and its text input. */
-  const batchOf = (plan: BatchPlan, offset: number): { batch: TrainBatch; nextOffset: number } => {
-    const rows = dataset.rows(plan);
-    const sample = latents.sample(rows.map((r) => rowKey(r.i, r.role, plan.size.width, plan.size.height)), offset);
-    const prompts = rows.map((r) => r.example.prompt);
-    const textInput = position.textEncoderTraining ? { inputIds: tokenIds(model.tokenizer, prompts) } : { context: embeddings.context(prompts) };
-    return { batch: { latents: sample.latents, nInstance: plan.examples.length, ...textInput }, nextOffset: sample.nextOffset };
-  };
-  const largest = dataset.plan(position.epoch).reduce((a, b) => (b.size.width * b.size.height * dataset.rows(b).length > a.size.width * a.size.height * dataset.rows(a).length ? b : a));
-  reporter.info(await memoryPlan(c, model, trainer, batchOf(largest, position.latentOffset).batch, c.train_text_encoder && position.textEncoderTraining));
+}
 
-  const logDir = path.resolve(outputDir, c.logging_dir);
-  fs.mkdirSync(logDir, { recursive: true });
-  const logFile = path.join(logDir, 'train.jsonl');
-  const events = c.log_with === 'tensorboard' ? new EventWriter(logDir) : undefined;
-  const result: TrainResult = { outputDir, steps: position.step, saved: [], checkpoints: [], log: logFile, peakRssBytes: 0 };
-  const teTrained = () => (c.train_text_encoder ? model.textEncoder : undefined);
-
-  const saveModel = async (step: number) => {
-    reporter.info(`saving step ${step}`);
-    const saved = await saveTrainedModel(outputDir, `step_${step}`, source, {
-      unet: model.unet, textEncoder: keepTextEncoder ? model.textEncoder : undefined, vae: c.auto_test_model ? model.vae : undefined,
-    }, { singleFile: c.save_format === 'diffusers' ? 'none' : c.save_format, half: c.save_half });
-    result.saved.push(saved);
-    if (c.auto_test_model) await testImages(model, c, saved.folder, step, events);
-  };
-  const saveState = async () => {
-    const dir = await saveTrainingState(outputDir, { ...position, ...trainer.state() }, model.unet, teTrained(), trainer.optimizerState());
-    result.checkpoints.push(dir);
-    pruneCheckpoints(outputDir, c.checkpoints_total_limit);
-  };
-
-  let micro = 0, lossSum = 0, t0 = Date.now();
-  let lastSaved = -1;
-  outer: for (let epoch = position.epoch; epoch < length.numTrainEpochs; epoch++) {
-    const plans = dataset.plan(epoch);
-    for (let b = epoch === position.epoch ? position.batch : 0; b < plans.length; b++) {
-      const { batch, nextOffset } = batchOf(plans[b], position.latentOffset);
-      position.latentOffset = nextOffset;
-      const r = await trainer.accumulate(batch);
-      lossSum += r.loss;
-      micro += 1;
-      if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
-
-      const lr = lrOf(position.step);
-      const clip = await trainer.apply(lr);
-      const loss = lossSum / (micro % c.gradient_accumulation_steps || c.gradient_accumulation_steps);
-      lossSum = 0;
-      micro = 0;
-      position.step += 1;
-      position.epoch = b + 1 < plans.length ? epoch : epoch + 1;
-      position.batch = b + 1 < plans.length ? b + 1 : 0;
-      position.losses.push({ step: position.step, loss });
-      const secondsPerStep = (Date.now() - t0) / 1000;
-      t0 = Date.now();
-      fs.appendFileSync(logFile, `${JSON.stringify({ step: position.step, epoch, loss, lr, grad_norm: clip.gradNorm, clip_coef: clip.clipCoef, seconds: secondsPerStep })}\n`);
-      if (events && (position.step % c.log_interval === 0 || position.step === 1)) events.scalars(position.step, { loss, lr, grad_norm: clip.gradNorm });
-      reporter.step?.({ step: position.step, maxSteps: length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep });
-
-      if (c.train_text_encoder && position.textEncoderTraining && c.stop_text_encoder_training !== undefined && position.step >= c.stop_text_encoder_training) {
-        trainer.setTrainTextEncoder(false);
-        position.textEncoderTraining = false;
-        await embeddings.fill(datasetPrompts(dataset), model.tokenizer, model.textEncoder, c.clip_skip);
-        reporter.info(`text encoder training stopped at step ${position.step}`);
-      }
-      const done = position.step >= length.maxTrainSteps;
-      const saveEvery = c.save_model_every_n_steps;
-      if ((saveEvery && position.step % saveEvery === 0 && position.step >= c.save_min_steps) || done) {
-        await saveModel(position.step);
-        lastSaved = position.step;
-      }
-      if (position.step % c.checkpointing_steps === 0 || lastSaved === position.step) await saveState();
-      if (done) break outer;
-    }
-  }
-  if (lastSaved !== position.step) {
-    await saveModel(position.step);
-    await saveState();
-  }
-  result.steps = position.step;
-  if (position.losses.length > 0) {
-    result.lossCurve = path.join(outputDir, 'loss.png');
-    await writeLossCurve(result.lossCurve, position.losses);
-  }
-  events?.close();
-  result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
-  return result;
+/** Weights, optimizer states and generator positions of a checkpoint, into a fresh Trainer. */
+function restoreTrainer(c: Config, model: PipelineModel, trainer: NativeTrainer, resumed: { dir: string; state: LoadedTrainingState }): void {
+  const { dir, state } = resumed;
+  loadWeights(model.unet, state.unet, dir);
+  if (c.train_text_encoder && state.textEncoder) loadWeights(model.textEncoder, state.textEncoder, dir);
+  trainer.loadOptimizerState(state.optimizer);
+  trainer.setState(state.position);
+  if (c.train_text_encoder && !state.position.textEncoderTraining) trainer.setTrainTextEncoder(false);
 }
 
 /** The training resolution must give latents the UNet can halve at every level. */
