@@ -139,7 +139,7 @@ test('options this version does not implement are rejected before any work', () 
   const r = spawnSync(process.execPath, [BIN, 'train', ...BASE, '--instance_data_dir', IMAGES, '--instance_prompt', 'sks', '--offset_noise',
     '--output_dir', path.join(tmp, 'never')], { encoding: 'utf8' });
   expect(r.status).not.toBe(0);
-  expect(r.stderr).toMatch(/not supported by this version: offset_noise/);
+  expect(r.stderr).toMatch(/offset_noise: got true; not supported: not implemented in this version of dbcore yet/);
   expect(fs.existsSync(path.join(tmp, 'never'))).toBe(false);
 });
 

@@ -107,6 +107,7 @@ function choice<const V extends readonly [string, ...string[]]>(values: V, group
 const path = (exists: PathRule, group: OptionGroup, help: string, extra?: Extra) =>
   withMeta(z.string().min(1).optional(), group, 'path', help, { ...extra, path: { exists, ...extra?.path } });
 
+const NOT_YET = 'not implemented in this version of dbcore yet';
 const NO_HUB = 'dbcore works on local files only and never contacts the Hugging Face Hub';
 
 export const lrSchedulers = ['constant', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant_with_warmup'] as const;
@@ -116,7 +117,7 @@ export const trainOptionShape = {
   pretrained_model_name_or_path: withMeta(z.string().min(1), 'Model', 'path', 'Path to the pretrained model: a diffusers folder or a single-file .safetensors/.ckpt checkpoint (Stable Diffusion 1.x/2.x). Required.', {
     path: { exists: 'any' },
   }),
-  pretrained_vae_name_or_path: path('any', 'Model', 'Path to a VAE (diffusers folder or single file) that replaces the model\'s own.'),
+  pretrained_vae_name_or_path: path('any', 'Model', 'Path to a VAE (diffusers folder or single file) that replaces the model\'s own.', { unsupported: NOT_YET }),
   tokenizer_name: path('any', 'Model', 'Path to a CLIP tokenizer folder (vocab.json, merges.txt) if not the same as the model\'s.'),
   original_config_file: path('file', 'Model', 'Single-file models: the reference LDM YAML (v1-inference.yaml, v2-inference-v.yaml) for values the weights cannot carry.'),
   config_overrides: str('Model', 'Single-file models: JSON of config fields the weights cannot carry, e.g. {"unet":{"norm_num_groups":8}}.'),
@@ -159,14 +160,14 @@ export const trainOptionShape = {
   train_text_encoder: flag('Training', 'Train the text encoder as well as the UNet.'),
   stop_text_encoder_training: intOptional('Training', 'Stop training the text encoder after this many steps.', { min: 1 }, { aliases: ['stop_text'] }),
   pre_compute_text_embeddings: flag('Training', 'Pre-compute the text embeddings so the text encoder need not stay in memory (not with train_text_encoder).'),
-  text_encoder_use_attention_mask: flag('Training', 'Use an attention mask for the text encoder.'),
+  text_encoder_use_attention_mask: flag('Training', 'Use an attention mask for the text encoder.', { unsupported: NOT_YET }),
   train_batch_size: intDefault(4, 'Training', 'Batch size for the training data.', { min: 1 }),
   num_train_epochs: intDefault(1, 'Training', 'Number of passes over the training data.', { min: 1 }),
   max_train_steps: intOptional('Training', 'Total number of training steps to perform; if set, overrides num_train_epochs.', { min: 1 }),
   gradient_accumulation_steps: intDefault(1, 'Training', 'Number of update steps to accumulate before performing a backward/update pass.', { min: 1 }),
   gradient_checkpointing: flag('Training', 'Use gradient checkpointing to save memory at the expense of a slower backward pass.'),
-  offset_noise: flag('Training', 'Fine-tune against offset noise (https://www.crosslabs.org/blog/diffusion-with-offset-noise).'),
-  snr_gamma: withMeta(z.number().positive().optional(), 'Training', 'number', 'SNR weighting gamma to rebalance the loss (recommended 5.0, https://arxiv.org/abs/2303.09556).'),
+  offset_noise: flag('Training', 'Fine-tune against offset noise (https://www.crosslabs.org/blog/diffusion-with-offset-noise).', { unsupported: NOT_YET }),
+  snr_gamma: withMeta(z.number().positive().optional(), 'Training', 'number', 'SNR weighting gamma to rebalance the loss (recommended 5.0, https://arxiv.org/abs/2303.09556).', { unsupported: NOT_YET }),
 
   // ── Optimizer ──────────────────────────────────────────────────────────────────────────────────
   learning_rate: num(5e-6, z.number().positive(), 'Optimizer', 'Initial learning rate (after the potential warmup period) to use.'),
@@ -207,7 +208,7 @@ export const trainOptionShape = {
   save_min_steps: intDefault(0, 'Saving and resuming', 'Start saving the model after n steps.', { min: 0 }),
   save_format: choice(['safetensors', 'ckpt', 'diffusers'], 'Saving and resuming', 'The diffusers folder is always written; also write a single-file checkpoint: safetensors (model.safetensors), ckpt (model.ckpt), or diffusers (folder only).').withDefault('safetensors'),
   save_half: flag('Saving and resuming', 'Save the single-file checkpoint in fp16.', { aliases: ['half'] }),
-  skip_save_text_encoder: flag('Saving and resuming', 'Do not save the text encoder.'),
+  skip_save_text_encoder: flag('Saving and resuming', 'Do not save the text encoder.', { unsupported: NOT_YET }),
   checkpointing_steps: intDefault(500, 'Saving and resuming', 'Save a checkpoint of the training state (weights, optimizer, RNG) every n updates, for resume_from.', { min: 1 }),
   checkpoints_total_limit: intOptional('Saving and resuming', 'Max number of training-state checkpoints to keep.', { min: 1 }),
   resume_from: path('any', 'Saving and resuming', 'Resume from a training-state checkpoint: a path saved by checkpointing_steps, or "latest" for the last one in output_dir.', {

@@ -56,16 +56,9 @@ export interface TrainResult {
   peakRssBytes: number;
 }
 
-/** Options this build does not implement: rejected before any work, never silently ignored. */
+/** Values this build does not implement (options it does not implement at all are rejected by the config). */
 function unsupportedOptions(c: Config): string[] {
-  const out: string[] = [];
-  if (c.offset_noise) out.push('offset_noise');
-  if (c.snr_gamma !== undefined) out.push('snr_gamma');
-  if (c.text_encoder_use_attention_mask) out.push('text_encoder_use_attention_mask');
-  if (c.pretrained_vae_name_or_path) out.push('pretrained_vae_name_or_path');
-  if (c.skip_save_text_encoder) out.push('skip_save_text_encoder');
-  if (c.tokenizer_max_length !== undefined && c.tokenizer_max_length !== 77) out.push('tokenizer_max_length (only 77)');
-  return out;
+  return c.tokenizer_max_length !== undefined && c.tokenizer_max_length !== 77 ? ['tokenizer_max_length (only 77)'] : [];
 }
 
 /** The options a resumed run must share with the run it continues (they decide the data, noise and shapes). */
