@@ -146,3 +146,15 @@ describe('bf16 matrix products (autocast on the CPU)', () => {
     }
   });
 });
+
+test('a missing native addon is reported with what to do, not as a raw module error', () => {
+  const fsm = require('fs'), os = require('os'), pathm = require('path'), { spawnSync } = require('child_process');
+  const root = pathm.join(__dirname, '..', '..');
+  const dir = fsm.mkdtempSync(pathm.join(os.tmpdir(), 'dbcore-noaddon-'));
+  fsm.cpSync(pathm.join(root, 'dist'), pathm.join(dir, 'dist'), { recursive: true });
+  fsm.copyFileSync(pathm.join(root, 'package.json'), pathm.join(dir, 'package.json'));
+  fsm.symlinkSync(pathm.join(root, 'node_modules'), pathm.join(dir, 'node_modules'));
+  const r = spawnSync(process.execPath, ['-e', "try { require('./dist/engine/addon').loadAddon() } catch (e) { console.log(e.code + ': ' + e.message) }"], { cwd: dir, encoding: 'utf8' });
+  fsm.rmSync(dir, { recursive: true, force: true });
+  expect(r.stdout).toMatch(/^EENGINE: the native addon is missing: .*npm rebuild dbcore/);
+});

@@ -3,6 +3,7 @@
  * never `require` of the .node file.
  */
 import path from 'path';
+import { DbcoreError } from '../util/errors';
 import type { HostTensor } from './tensor';
 
 export interface AdamWOptions {
@@ -204,7 +205,13 @@ const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
 /** The .node file loadAddon() loads: build/Release when present, else the prebuild matching this platform. */
 export function addonPath(): string {
-  return require('node-gyp-build').path(PACKAGE_ROOT) as string;
+  try {
+    return require('node-gyp-build').path(PACKAGE_ROOT) as string;
+  } catch (e) {
+    // No prebuild for this platform and no local build (e.g. install scripts were skipped).
+    throw new DbcoreError('EENGINE', `the native addon is missing: ${(e as Error).message.split('\n')[0]}. ` +
+      'Build it with `npm rebuild dbcore` (needs a C++17 compiler, CMake and OpenBLAS; see the README).', { cause: e });
+  }
 }
 
 /** Loads the addon: a prebuild matching this platform, else build/Release (node-gyp-build's rules). */
