@@ -1,8 +1,10 @@
 // fp32 AdamW (torch 1.13 `torch.optim.AdamW`, single-tensor path) and global gradient-norm clipping
-// (`torch.nn.utils.clip_grad_norm_`). n = number of elements of one parameter tensor.
+// (`torch.nn.utils.clip_grad_norm_`). n = number of elements of one parameter tensor; count = number of tensors.
 // Accumulation: the optimizer updates param, m and v in place (=); clipping scales gradients in place;
-// norms are accumulated in double.
+// norms are accumulated in double, per chunk of kOptimChunk elements, the chunk sums added in order (the same
+// value for any thread count).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -47,11 +49,35 @@ void adamw_step(float* param, float* m, float* v, const float* grad, const AdamW
 // Σ g² over one tensor, accumulated in double.
 double sum_of_squares(const float* grad, int64_t n);
 
+// Σ_i ||g_i||² over count gradient tensors: parallel over the chunks of all tensors (small tensors make
+// per-tensor parallel loops inefficient), each chunk summed in double, the chunk sums added in tensor order.
+double sum_of_squares_all(const float* const* grads, const int64_t* numels, int count);
+// g_i *= s for every gradient tensor (clip_grad_norm_'s in-place scaling).
+void scale_all(float* const* grads, const int64_t* numels, int count, float s);
+
 struct ClipResult {
   double total_norm;  // sqrt(Σ_i ||g_i||²) before clipping
   double coef;        // min(1, max_norm / (total_norm + 1e-6)), the factor every gradient was scaled by
 };
+// clip_grad_norm_'s factor: min(1, max_norm / (total_norm + 1e-6)).
+inline double clip_coefficient(double total_norm, double max_norm) {
+  return std::min(1.0, max_norm / (total_norm + 1e-6));
+}
 // clip_grad_norm_ over `count` gradient tensors (grads[i] has numels[i] elements), scaled in place.
 ClipResult clip_grad_norm(float* const* grads, const int64_t* numels, int count, double max_norm);
+
+// One fp32 AdamW tensor of a fused update: parameter, states and gradient, n elements each.
+struct AdamWTensor {
+  float* param;
+  float* m;
+  float* v;
+  float* grad;
+  int64_t n;
+};
+// clip_grad_norm_'s scaling, AdamW step k and zero_grad in one pass over `count` tensors, parallel over the chunks
+// of all tensors: per element gs = g·clip_coef (rounded to float, as the in-place scaling; ·1 is exact), the
+// adamw_step update with gs, then g = 0. Bit-identical to scale_all + adamw_step per tensor + filling zeros.
+void adamw_clip_step_zero(const AdamWTensor* tensors, int count, float clip_coef, const AdamWHyper& h,
+                          int64_t step);
 
 }  // namespace dbcore::cpu

@@ -26,7 +26,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor>
   }
 }
 
-cpu::ClipResult Optimizer::clip_gradients(double max_norm) {
+cpu::ClipResult Optimizer::apply(double max_norm, double lr) {
   std::vector<float*> grads;
   std::vector<int64_t> numels;
   for (size_t i = 0; i < tensors_.size(); ++i) {
@@ -34,15 +34,32 @@ cpu::ClipResult Optimizer::clip_gradients(double max_norm) {
     grads.push_back(tensors_[i].grad);
     numels.push_back(tensors_[i].n);
   }
-  if (max_norm > 0) return cpu::clip_grad_norm(grads.data(), numels.data(), int(grads.size()), max_norm);
-  double sum = 0;
-  for (size_t i = 0; i < grads.size(); ++i) sum += cpu::sum_of_squares(grads[i], numels[i]);
-  return {std::sqrt(sum), 1.0};
+  cpu::ClipResult clip{std::sqrt(cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size()))), 1.0};
+  if (max_norm > 0) clip.coef = cpu::clip_coefficient(clip.total_norm, max_norm);
+  ++steps_;
+  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
+    step_fused(float(clip.coef), lr);
+  } else {
+    if (clip.coef < 1.0) cpu::scale_all(grads.data(), numels.data(), int(grads.size()), float(clip.coef));
+    step_8bit(lr);
+  }
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (!states_[i].active || cfg_.kind != OptimizerConfig::Kind::AdamW)
+      std::fill(tensors_[i].grad, tensors_[i].grad + tensors_[i].n, 0.f);
+  return clip;
 }
 
-void Optimizer::step(double lr) {
-  ++steps_;
-  cpu::AdamWHyper h32{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+void Optimizer::step_fused(float clip_coef, double lr) {
+  std::vector<cpu::AdamWTensor> active;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const OptimizedTensor& t = tensors_[i];
+    if (states_[i].active) active.push_back({t.param, states_[i].m.data(), states_[i].v.data(), t.grad, t.n});
+  }
+  const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+  cpu::adamw_clip_step_zero(active.data(), int(active.size()), clip_coef, h, steps_);
+}
+
+void Optimizer::step_8bit(double lr) {
   cpu::Adam8bitHyper h8;
   h8.lr = float(lr);
   h8.beta1 = float(cfg_.beta1);
@@ -57,15 +74,9 @@ void Optimizer::step(double lr) {
     if (s.eight_bit)
       cpu::adam8bit_blockwise_step(t.param, s.code1.data(), s.code2.data(), s.absmax1.data(), s.absmax2.data(),
                                    t.grad, cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned, h8, t.n);
-    else if (cfg_.kind == OptimizerConfig::Kind::AdamW8bit)
-      cpu::adam32bit_step(t.param, s.m.data(), s.v.data(), t.grad, h8, t.n);
     else
-      cpu::adamw_step(t.param, s.m.data(), s.v.data(), t.grad, h32, steps_, t.n);
+      cpu::adam32bit_step(t.param, s.m.data(), s.v.data(), t.grad, h8, t.n);
   }
-}
-
-void Optimizer::zero_grad() {
-  for (const OptimizedTensor& t : tensors_) std::fill(t.grad, t.grad + t.n, 0.f);
 }
 
 void Optimizer::set_active(const std::string& prefix, bool active) {

@@ -37,12 +37,11 @@ class Optimizer {
  public:
   Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors);
 
-  // Scales the gradients of the tensors whose `active` flag is set so their global L2 norm is at most
-  // max_norm (max_norm <= 0: measure only). Returns the norm before clipping and the factor applied.
-  cpu::ClipResult clip_gradients(double max_norm);
-  // One update of every active tensor with learning rate lr; the step count advances.
-  void step(double lr);
-  void zero_grad();
+  // One optimizer step over the tensors whose `active` flag is set: clip_grad_norm_ (the gradients scaled so
+  // their global L2 norm is at most max_norm; max_norm <= 0: measure only), the update with learning rate lr
+  // (the step count advances), then every gradient zeroed. Returns the norm before clipping and the factor applied.
+  // fp32 AdamW does the three in one pass (cpu::adamw_clip_step_zero).
+  cpu::ClipResult apply(double max_norm, double lr);
   // Tensors whose name starts with `prefix` stop (or resume) being clipped and updated.
   void set_active(const std::string& prefix, bool active);
 
@@ -59,6 +58,8 @@ class Optimizer {
     bool eight_bit = false;
     bool active = true;
   };
+  void step_fused(float clip_coef, double lr);  // fp32 AdamW: clip, update and zero in one pass
+  void step_8bit(double lr);                     // AdamW8bit's update (gradients already clipped)
   OptimizerConfig cfg_;
   std::vector<OptimizedTensor> tensors_;
   std::vector<State> states_;

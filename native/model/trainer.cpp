@@ -128,10 +128,7 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
 }
 
 cpu::ClipResult Trainer::apply(double lr) {
-  cpu::ClipResult clip = optimizer_->clip_gradients(cfg_.max_grad_norm);
-  optimizer_->step(lr);
-  optimizer_->zero_grad();
-  return clip;
+  return optimizer_->apply(cfg_.max_grad_norm, lr);
 }
 
 }  // namespace dbcore

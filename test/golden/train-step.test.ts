@@ -8,7 +8,8 @@ import { checkTrainStep } from '../../ts/check/train-step';
 import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
 import { loadUNet } from '../../ts/engine/networks';
 import { createTrainer } from '../../ts/engine/trainer';
-import { asFloat32 } from '../../ts/engine/tensor';
+import { loadAddon } from '../../ts/engine/addon';
+import { asFloat32, f32 } from '../../ts/engine/tensor';
 import { trainingNoiseSchedule } from '../../ts/train/noise-schedule';
 import { FIXTURES, readGolden } from '../helpers/golden';
 
@@ -26,12 +27,12 @@ test('train step: losses, prediction, gradients, norms and parameters after 1 an
   console.log(`train step: ${rows.length} rows, worst ${worst.name} ${worst.error.toExponential(2)} (threshold ${worst.threshold})`);
 });
 
-function tinyTrainer(opts: { accumulation?: number; kind?: 'adamw' | 'adamw8bit'; seed?: number } = {}) {
+function tinyTrainer(opts: { accumulation?: number; kind?: 'adamw' | 'adamw8bit'; seed?: number; maxGradNorm?: number } = {}) {
   const model = discoverModel(MODEL) as DiffusersModel;
   const unet = loadUNet(model.components.unet);
   const trainer = createTrainer({
     unet, scheduler: trainingNoiseSchedule(model.components.scheduler.config), seed: opts.seed ?? 7,
-    gradientAccumulationSteps: opts.accumulation ?? 1, optimizer: { kind: opts.kind ?? 'adamw' },
+    gradientAccumulationSteps: opts.accumulation ?? 1, optimizer: { kind: opts.kind ?? 'adamw' }, maxGradNorm: opts.maxGradNorm,
   });
   return { unet, trainer };
 }
@@ -64,6 +65,24 @@ test('gradient accumulation: two half-weighted batches give the gradient of thei
   g2.forEach((v, i) => expect(v).toBeCloseTo(g1[i], 5));
   await two.trainer.apply(1e-4);
   expect(asFloat32(two.unet.getGrad('conv_in.weight')).every((v) => v === 0)).toBe(true);
+});
+
+test('the fused optimizer pass (clip, AdamW, zero grad in one sweep) equals clipGradNorm + adamwStep per tensor, bit for bit', async () => {
+  const { ops } = loadAddon();
+  const { unet, trainer } = tinyTrainer({ maxGradNorm: 0.05 }); // clips: the golden batch's norm is about 3.9
+  await trainer.accumulate({ ...batch(), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps') });
+  const names = unet.paramTable().map((p) => p.name);
+  const params = names.map((n) => f32(unet.getParam(n).shape as number[], asFloat32(unet.getParam(n))));
+  const grads = names.map((n) => f32(unet.getGrad(n).shape as number[], asFloat32(unet.getGrad(n))));
+  const expectedClip = ops.clipGradNorm(grads, 0.05);
+  const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-2, step: 1 };
+  params.forEach((p, i) => ops.adamwStep(p, grads[i], f32(p.shape), f32(p.shape), hyper));
+  const clip = await trainer.apply(1e-3);
+  expect(clip.clipCoef).toBeLessThan(1);
+  expect(Math.abs(clip.gradNorm - expectedClip.totalNorm) / expectedClip.totalNorm).toBeLessThan(1e-12);
+  const differing = names.filter((n, i) => !Buffer.from(asFloat32(unet.getParam(n)).buffer).equals(Buffer.from(params[i].data.buffer)));
+  expect(differing).toEqual([]);
+  expect(names.filter((n) => asFloat32(unet.getGrad(n)).some((g) => g !== 0))).toEqual([]);
 });
 
 test('8-bit AdamW trains the tiny UNet and its state round-trips', async () => {

@@ -7,7 +7,8 @@ import { loadAddon } from '../../ts/engine/addon';
 import { asFloat32, type HostTensor } from '../../ts/engine/tensor';
 import { readGolden as readSafetensors, f32Of, tensorOf } from '../helpers/golden';
 
-const { ops } = loadAddon();
+const addon = loadAddon();
+const { ops } = addon;
 const fixtures = path.join(__dirname, '..', 'fixtures');
 const golden = require(path.join(fixtures, 'train_step.json'));
 const hp = golden.hyperparameters;
@@ -82,6 +83,20 @@ function refAdamW(p: Float64Array, m: Float64Array, v: Float64Array, g: Float32A
 }
 
 describe('AdamW and clipping on random data against float64 loops', () => {
+  test('the gradient norm is summed in fixed chunks: the same double for 1 and 2 threads, close to float64', () => {
+    const grads = [ops.randn([100_003], 21), ops.randn([7], 22), ops.randn([70_001], 23)];
+    let ref = 0;
+    for (const g of grads) for (const x of asFloat32(g)) ref += x * x;
+    const before = addon.numThreads();
+    const norms = [1, 2].map((threads) => {
+      addon.setNumThreads(threads);
+      return ops.clipGradNorm(grads.map(f32Copy), 1e30).totalNorm;
+    });
+    addon.setNumThreads(before);
+    expect(norms[1]).toBe(norms[0]);
+    expect(Math.abs(norms[0] - Math.sqrt(ref)) / Math.sqrt(ref)).toBeLessThan(1e-12);
+  });
+
   test('20 AdamW steps on 1237 elements track a float64 reference (rel err: params < 5e-6, m < 1e-4)', () => {
     const n = 1237;
     const p = ops.randn([n], 11), m = zeros([n]), v = zeros([n]);
