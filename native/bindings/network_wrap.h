@@ -1,7 +1,7 @@
 // Common JS surface of a network object (TextEncoder, UNet, VAE): it owns the model, its parameters, gradients
 // and activations, and allows one async call in flight at a time.
 //   paramTable() · setParam(name, t) · getParam(name) · getGrad(name) · zeroGrad() · setGradientCheckpointing(on)
-// Derived classes add forward/backward and list their methods with `methods()`.
+// Derived classes add their forward/backward by passing them to Base::define.
 #pragma once
 #include <napi.h>
 

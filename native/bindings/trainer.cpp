@@ -227,6 +227,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     r.Set("optimizerSteps", double(trainer_->optimizer().steps()));
     r.Set("noiseOffset", double(trainer_->noise_offset()));
     r.Set("timestepOffset", double(trainer_->timestep_offset()));
+    r.Set("optimizerStateBytes", double(trainer_->optimizer().state_bytes()));
     return r;
   }
 

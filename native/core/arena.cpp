@@ -48,10 +48,5 @@ void Arena::reset() {
   cycle_bytes_ = 0;
 }
 
-size_t Arena::capacity() const {
-  size_t c = 0;
-  for (const Chunk& ch : chunks_) c += ch.size;
-  return c;
-}
 
 }  // namespace dbcore

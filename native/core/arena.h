@@ -27,7 +27,6 @@ class Arena {
     cycle_bytes_ = m.cycle_bytes;
   }
   size_t high_water() const { return high_water_; }
-  size_t capacity() const;
 
  private:
   struct Chunk {

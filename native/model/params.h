@@ -24,7 +24,6 @@ class ParamTable {
   const std::vector<ParamEntry>& entries() const { return entries_; }
   int64_t total() const { return total_; }
   const ParamEntry& at(const std::string& name) const;  // throws EINVAL naming the parameter
-  bool has(const std::string& name) const { return index_.count(name) != 0; }
 
  private:
   std::vector<ParamEntry> entries_;

@@ -78,7 +78,6 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
   noise_.resize(n);
   noisy_.resize(n);
   pred_.resize(n);
-  target_.resize(n);
   dpred_.resize(n);
   t_.resize(b.B);
   tsf_.resize(b.B);
@@ -100,18 +99,21 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
     tsf_[i] = float(t_[i]);
   }
   sched::add_noise(noisy_.data(), b.latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
-  if (cfg_.noise_schedule.prediction_type == sched::Prediction::VPrediction)
-    sched::get_velocity(target_.data(), b.latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
-  else
-    std::copy(noise, noise + n, target_.begin());
+  // The target is the noise itself (epsilon) or the velocity (v_prediction).
+  const float* target = noise;
+  if (cfg_.noise_schedule.prediction_type == sched::Prediction::VPrediction) {
+    velocity_.resize(n);
+    sched::get_velocity(velocity_.data(), b.latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
+    target = velocity_.data();
+  }
 
   const float* context = text_context(b);
   const int S = te_training_ ? b.T : b.S;
   unet_.forward(pred_.data(), noisy_.data(), tsf_.data(), context, b.B, b.H, b.W, S, true);
 
   StepStats st;
-  st.instance_loss = loss_and_grad(pred_.data(), target_.data(), dpred_.data(), 0, b.n_instance, per_row, 1.f);
-  st.prior_loss = loss_and_grad(pred_.data(), target_.data(), dpred_.data(), b.n_instance, b.B, per_row,
+  st.instance_loss = loss_and_grad(pred_.data(), target, dpred_.data(), 0, b.n_instance, per_row, 1.f);
+  st.prior_loss = loss_and_grad(pred_.data(), target, dpred_.data(), b.n_instance, b.B, per_row,
                                 cfg_.prior_loss_weight);
   st.loss = st.instance_loss + cfg_.prior_loss_weight * st.prior_loss;
   if (pred_out) std::copy(pred_.begin(), pred_.end(), pred_out);

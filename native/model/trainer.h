@@ -81,7 +81,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   bool te_training_ = false;
   uint64_t noise_offset_ = 0, timestep_offset_ = 0;
-  std::vector<float> noise_, noisy_, pred_, target_, dpred_, context_, dcontext_, tsf_;
+  std::vector<float> noise_, noisy_, pred_, velocity_, dpred_, context_, dcontext_, tsf_;
   std::vector<int32_t> t_;
 };
 

@@ -8,7 +8,7 @@ import path from 'path';
 import { checkVae } from '../../ts/check/networks';
 import { relL2, worstFirst } from '../../ts/check/compare';
 import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
-import { createVAE, loadVAE, loadWeights, readComponentWeights, renameLegacyVAEAttention, type NativeVAE } from '../../ts/engine/networks';
+import { createVAE, loadVAE, loadWeights, readComponentWeights, renameLegacyVAEAttention } from '../../ts/engine/networks';
 import { asFloat32, f32, type HostTensor } from '../../ts/engine/tensor';
 import { resolveVAEConfig } from '../../ts/engine/vae-config';
 import { FIXTURES, readGolden } from '../helpers/golden';

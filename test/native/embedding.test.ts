@@ -1,4 +1,3 @@
-import path from 'path';
 import { loadAddon } from '../../ts/engine/addon';
 import { asFloat32, f32, i32 } from '../../ts/engine/tensor';
 import { expectGradientMatches, maxRelErr, randn, weightedSum } from '../helpers/numeric';

@@ -1,6 +1,6 @@
 /** A reference file (safetensors) read once, handing out its tensors aligned for native code. */
 import { readSafetensors } from '../checkpoint/safetensors';
-import { DTYPE_BYTES, type HostTensor } from '../engine/tensor';
+import { alignedForNative, type HostTensor } from '../engine/tensor';
 import { DbcoreError } from '../util/errors';
 
 export class Reference {
@@ -18,15 +18,9 @@ export class Reference {
   get(name: string): HostTensor {
     const t = this.tensors.get(name);
     if (!t) throw new DbcoreError('EFORMAT', `the reference file has no tensor '${name}'`, { file: this.file });
-    return aligned(t);
+    return alignedForNative(t);
   }
   namesWithPrefix(prefix: string): string[] {
     return [...this.tensors.keys()].filter((n) => n.startsWith(prefix));
   }
-}
-
-function aligned(t: HostTensor): HostTensor {
-  const view = t.data as Uint8Array;
-  if (view.byteOffset % DTYPE_BYTES[t.dtype] === 0) return t;
-  return { ...t, data: new Uint8Array(view) };
 }

@@ -6,15 +6,15 @@
  * parameters after steps 1 and 3 are compared.
  */
 import fs from 'fs';
-import { discoverModel, type DiffusersModel } from '../checkpoint/discover';
-import { readSafetensors } from '../checkpoint/safetensors';
+import type { DiffusersModel } from '../checkpoint/discover';
 import { loadTextEncoder, loadUNet, type NativeNetwork } from '../engine/networks';
 import { createTrainer } from '../engine/trainer';
-import { DTYPE_BYTES, asFloat32, type HostTensor } from '../engine/tensor';
+import { asFloat32, type HostTensor } from '../engine/tensor';
 import { trainingNoiseSchedule, type PredictionType } from '../train/noise-schedule';
 import { DbcoreError } from '../util/errors';
 import { TOLERANCE, absRow, relRow, maxAbs, type CheckRow } from './compare';
-import { isZeroGradientParam, zeroGradientRow } from './networks';
+import { diffusersModel, isZeroGradientParam, zeroGradientRow } from './networks';
+import { Reference } from './reference';
 
 interface StepInfo {
   step: number;
@@ -41,30 +41,18 @@ export async function checkTrainStep(file: string, modelDir: string): Promise<Ch
   const jsonFile = file.replace(/\.safetensors$/, '.json');
   if (!fs.existsSync(jsonFile)) throw new DbcoreError('ENOENT', 'the hyper-parameter file is missing', { file: jsonFile });
   const info = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as TrainStepJson;
-  const tensors = readSafetensors(file).tensors;
-  const get = (name: string): HostTensor => {
-    const t = tensors.get(name);
-    if (!t) throw new DbcoreError('EFORMAT', `no tensor named '${name}'`, { file });
-    const view = t.data as Uint8Array;
-    return view.byteOffset % DTYPE_BYTES[t.dtype] === 0 ? t : { ...t, data: new Uint8Array(view) };
-  };
-  const model = discoverModel(modelDir);
-  if (model.format !== 'diffusers') throw new DbcoreError('EUNSUPPORTED', 'check needs a diffusers model folder', { file: modelDir });
+  const ref = new Reference(file);
+  const model = diffusersModel(modelDir);
   const rows: CheckRow[] = [];
   for (const [name, variant] of Object.entries(info.variants)) {
     const prefix = name === 'base' ? '' : `${name}.`;
-    if (name !== 'base' && !tensors.has(`${prefix}model_pred`)) continue;
-    rows.push(...(await runVariant(model, info, variant, prefix, { has: (n) => tensors.has(n), get })));
+    if (name !== 'base' && !ref.has(`${prefix}model_pred`)) continue;
+    rows.push(...(await runVariant(model, info, variant, prefix, ref)));
   }
   return rows;
 }
 
-interface Ref {
-  has(name: string): boolean;
-  get(name: string): HostTensor;
-}
-
-async function runVariant(model: DiffusersModel, info: TrainStepJson, v: Variant, prefix: string, ref: Ref): Promise<CheckRow[]> {
+async function runVariant(model: DiffusersModel, info: TrainStepJson, v: Variant, prefix: string, ref: Reference): Promise<CheckRow[]> {
   const h = info.hyperparameters;
   const label = prefix || 'base.';
   const unet = loadUNet(model.components.unet);
@@ -106,7 +94,7 @@ function scalarRow(name: string, mine: number, ref: number, threshold: number = 
   return { name, error: Number.isNaN(error) ? Infinity : error, threshold, metric: 'rel', ok: error <= threshold };
 }
 
-function stepOneRows(ref: Ref, prefix: string, label: string, pred: HostTensor, dpred: HostTensor, unet: NativeNetwork, te?: NativeNetwork): CheckRow[] {
+function stepOneRows(ref: Reference, prefix: string, label: string, pred: HostTensor, dpred: HostTensor, unet: NativeNetwork, te?: NativeNetwork): CheckRow[] {
   const rows = [relRow(`${label}model_pred`, pred, ref.get(`${prefix}model_pred`), TOLERANCE.forward),
     relRow(`${label}grad.model_pred`, dpred, ref.get(`${prefix}grad.model_pred`), TOLERANCE.gradient)];
   for (const { name } of unet.paramTable()) {
@@ -129,7 +117,7 @@ function snapshot(net: NativeNetwork): Map<string, Float32Array> {
 }
 
 /** Parameters after k steps: the update (after − initial) within rel-L2 1e-2, and max |after − ref| ≤ 1e-5. */
-function paramRows(ref: Ref, prefix: string, net: NativeNetwork, initial: Map<string, Float32Array>): CheckRow[] {
+function paramRows(ref: Reference, prefix: string, net: NativeNetwork, initial: Map<string, Float32Array>): CheckRow[] {
   const rows: CheckRow[] = [];
   for (const { name } of net.paramTable()) {
     if (!ref.has(prefix + name)) continue;
@@ -151,7 +139,7 @@ function updateRow(name: string, mine: Float32Array, golden: Float32Array, p0: F
  * Text-encoder parameters after k steps; the token embedding is stored for the used rows only. README: the
  * key-projection bias (zero true gradient) gets updates decided by noise: it only has to stay within ±k·lr.
  */
-function teParamRows(ref: Ref, prefix: string, net: NativeNetwork, initial: Map<string, Float32Array>, noiseBound: number): CheckRow[] {
+function teParamRows(ref: Reference, prefix: string, net: NativeNetwork, initial: Map<string, Float32Array>, noiseBound: number): CheckRow[] {
   const rows: CheckRow[] = [];
   for (const { name, shape } of net.paramTable()) {
     const key = prefix + name;

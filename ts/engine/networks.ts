@@ -6,8 +6,8 @@
 import { DbcoreError } from '../util/errors';
 import { readSafetensors } from '../checkpoint/safetensors';
 import type { DiffusersComponent } from '../checkpoint/discover';
-import { loadAddon, type AdamWOptions } from './addon';
-import type { HostTensor } from './tensor';
+import { loadAddon } from './addon';
+import { alignedForNative, type HostTensor } from './tensor';
 import { resolveUNetConfig } from './unet-config';
 import { resolveVAEConfig } from './vae-config';
 
@@ -96,7 +96,7 @@ export function loadWeights(net: NativeNetwork, tensors: Map<string, HostTensor>
     const shown = problems.slice(0, 20).join('\n  ') + (problems.length > 20 ? `\n  … and ${problems.length - 20} more` : '');
     throw new DbcoreError('EFORMAT', `weights do not match the network:\n  ${shown}`, { file });
   }
-  for (const name of wanted) net.setParam(name, tensors.get(name)!);
+  for (const name of wanted) net.setParam(name, alignedForNative(tensors.get(name)!));
 }
 
 /** All tensors of a component's safetensors weight files (several when sharded). */

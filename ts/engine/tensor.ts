@@ -31,6 +31,16 @@ export function i32(shape: number[], values?: ArrayLike<number>): HostTensor & {
   return { dtype: 'I32', shape, data };
 }
 
+/**
+ * The tensor itself when its bytes start at an offset aligned for its element type, else an aligned copy. Native
+ * code reads elements in place and refuses misaligned data; tensors viewed inside a file's bytes (safetensors,
+ * .ckpt) are aligned when the file was written with alignment, as dbcore and the reference writer do.
+ */
+export function alignedForNative<T extends HostTensor>(t: T): T {
+  const view = t.data instanceof ArrayBuffer ? new Uint8Array(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  return view.byteOffset % DTYPE_BYTES[t.dtype] === 0 ? t : { ...t, data: new Uint8Array(view) };
+}
+
 /** A Float32Array view of an F32 tensor's memory (no copy). */
 export function asFloat32(t: HostTensor): Float32Array {
   if (t.dtype !== 'F32') throw new TypeError(`expected an F32 tensor, got ${t.dtype}`);

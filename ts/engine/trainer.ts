@@ -46,6 +46,11 @@ export interface TrainerState {
   timestepOffset: number;
 }
 
+/** state() also reports the memory the optimizer states take (not part of a saved position). */
+export interface TrainerStatus extends TrainerState {
+  optimizerStateBytes: number;
+}
+
 export interface NamedStateTensor extends HostTensor {
   name: string;
 }
@@ -54,7 +59,7 @@ export interface NativeTrainer {
   accumulate(batch: TrainBatch, opts?: { returnPrediction?: boolean }): Promise<AccumulateResult>;
   apply(lr: number): Promise<{ gradNorm: number; clipCoef: number }>;
   setTrainTextEncoder(on: boolean): void;
-  state(): TrainerState;
+  state(): TrainerStatus;
   setState(state: TrainerState): void;
   optimizerState(): NamedStateTensor[];
   loadOptimizerState(buffers: NamedStateTensor[]): void;

@@ -5,6 +5,7 @@
  * down block). A field this engine does not implement is rejected with its name unless it has its default value.
  */
 import { DbcoreError } from '../util/errors';
+import { screenConfigFields } from './config-fields';
 
 export interface NativeUNetConfig {
   in_channels: number;
@@ -71,12 +72,7 @@ const UP_TYPES: Record<string, boolean> = { CrossAttnUpBlock2D: true, UpBlock2D:
 export function resolveUNetConfig(raw: Json, file = 'unet config'): NativeUNetConfig {
   const problems: string[] = [];
   const fail = (msg: string) => problems.push(msg);
-  for (const [key, value] of Object.entries(raw)) {
-    if (key.startsWith('_') || USED.has(key)) continue;
-    const check = MUST_BE_DEFAULT[key];
-    if (!check) fail(`unsupported config field '${key}'`);
-    else if (value !== undefined && !check(value)) fail(`'${key}' = ${JSON.stringify(value)} is not supported (only its default)`);
-  }
+  screenConfigFields(raw, USED, MUST_BE_DEFAULT, fail);
   const num = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v)) { fail(`'${key}' must be a number, got ${JSON.stringify(v)}`); return NaN; }

@@ -4,6 +4,7 @@
  * with its name unless it has its default value. `force_upcast` is ignored: the CPU engine computes in float32.
  */
 import { DbcoreError } from '../util/errors';
+import { screenConfigFields } from './config-fields';
 
 export interface NativeVAEConfig {
   in_channels: number;
@@ -41,12 +42,7 @@ const MUST_BE_DEFAULT: Record<string, (v: unknown) => boolean> = {
 export function resolveVAEConfig(raw: Json, file = 'vae config'): NativeVAEConfig {
   const problems: string[] = [];
   const fail = (msg: string) => problems.push(msg);
-  for (const [key, value] of Object.entries(raw)) {
-    if (key.startsWith('_') || USED.has(key)) continue;
-    const check = MUST_BE_DEFAULT[key];
-    if (!check) fail(`unsupported config field '${key}'`);
-    else if (value !== undefined && !check(value)) fail(`'${key}' = ${JSON.stringify(value)} is not supported (only its default)`);
-  }
+  screenConfigFields(raw, USED, MUST_BE_DEFAULT, fail);
   const int = (key: string, fallback: number): number => {
     const v = raw[key] ?? fallback;
     if (!Number.isInteger(v) || (v as number) <= 0) { fail(`'${key}' must be a positive integer, got ${JSON.stringify(v)}`); return fallback; }

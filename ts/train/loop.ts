@@ -87,8 +87,7 @@ function parameterCount(net: NativeNetwork): number {
 async function memoryPlan(c: Config, model: PipelineModel, trainer: NativeTrainer, dryBatch: TrainBatch, trainsTe: boolean): Promise<string> {
   const unetParams = parameterCount(model.unet), teParams = trainsTe ? parameterCount(model.textEncoder) : 0;
   const trained = unetParams + teParams;
-  // fp32 AdamW: m and v in fp32; 8-bit: one byte each plus a float absmax per 256 values (small tensors keep fp32).
-  const states = c.use_8bit_adam ? trained * (2 + 8 / 256) : trained * 8;
+  const states = trainer.state().optimizerStateBytes;
   const latents = dryBatch.latents;
   const rows = latents.shape[0];
   await trainer.accumulate({ ...dryBatch, noise: { dtype: 'F32', shape: latents.shape, data: new Float32Array(latents.shape.reduce((a, b) => a * b, 1)) }, timesteps: { dtype: 'I32', shape: [rows], data: new Int32Array(rows) } });
@@ -282,7 +281,8 @@ class TrainingSession {
 
   private async saveState(): Promise<void> {
     const te = this.c.train_text_encoder ? this.model.textEncoder : undefined;
-    const dir = await saveTrainingState(this.outputDir, { ...this.position, ...this.trainer.state() }, this.model.unet, te, this.trainer.optimizerState());
+    const { optimizerSteps, noiseOffset, timestepOffset } = this.trainer.state();
+    const dir = await saveTrainingState(this.outputDir, { ...this.position, optimizerSteps, noiseOffset, timestepOffset }, this.model.unet, te, this.trainer.optimizerState());
     this.result.checkpoints.push(dir);
     pruneCheckpoints(this.outputDir, this.c.checkpoints_total_limit);
   }

@@ -10,7 +10,7 @@ import { randomBytes } from 'crypto';
 import { readSafetensors, writeSafetensors } from '../checkpoint/safetensors';
 import type { NativeNetwork } from '../engine/networks';
 import type { NamedStateTensor, TrainerState } from '../engine/trainer';
-import type { HostTensor } from '../engine/tensor';
+import { alignedForNative, type HostTensor } from '../engine/tensor';
 import { DbcoreError } from '../util/errors';
 import { networkTensors } from './save';
 
@@ -96,17 +96,11 @@ export function loadTrainingState(dir: string): LoadedTrainingState {
     throw new DbcoreError('EFORMAT', `unreadable training state: ${(e as Error).message}`, { file: stateFile, cause: e });
   }
   const teFile = path.join(dir, 'text_encoder.safetensors');
-  const optimizer = [...readSafetensors(path.join(dir, 'optimizer.safetensors')).tensors].map(([name, t]) => ({ ...aligned(t), name }));
+  const optimizer = [...readSafetensors(path.join(dir, 'optimizer.safetensors')).tensors].map(([name, t]) => ({ ...alignedForNative(t), name }));
   return {
     position,
     unet: readSafetensors(path.join(dir, 'unet.safetensors')).tensors,
     textEncoder: fs.existsSync(teFile) ? readSafetensors(teFile).tensors : undefined,
     optimizer,
   };
-}
-
-/** Optimizer buffers are copied into native memory: give it aligned bytes. */
-function aligned(t: HostTensor): HostTensor {
-  const v = t.data as Uint8Array;
-  return v.byteOffset % 4 === 0 ? t : { ...t, data: new Uint8Array(v) };
 }
