@@ -48,6 +48,13 @@ describeGpu('CUDA elementwise and data movement', () => {
         ops.cropPad2d(x, { y0, x0, height: oh, width: ow }), 0, `crop_pad2d ${y0},${x0}`);
     }
   });
+
+  test('gaussian_sample: (mean + exp(logvar/2)·eps)·scale, eps from the same Philox positions as the CPU op', () => {
+    const mean = randn([N, 4, H, W]), logvar = randn([N, 4, H, W]), n = N * 4 * H * W;
+    const eps = ops.randn([n], 9, 17);
+    expectClose(cuda('gaussian_sample', [out([N, 4, H, W]), mean, logvar, eps, 0.18215, n])[0],
+      ops.gaussianSample(mean, logvar, { seed: 9, offset: 17, scale: 0.18215 }), TOL_F32, 'gaussian_sample');
+  });
 });
 
 describeGpu('CUDA activations', () => {
