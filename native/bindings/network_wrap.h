@@ -15,14 +15,17 @@
 #include "js_tensor.h"
 #include "param_io.h"
 #include "registry.h"
+#include "staging.h"
 
 namespace dbcore::js {
 
 // Intermediate activations captured during a forward, turned into JS tensors afterwards.
 using Captured = std::map<std::string, std::pair<Shape, std::vector<float>>>;
 Napi::Object captured_to_js(Napi::Env env, const Captured& captured);
-// A hook that copies every activation into `captured` (null when not wanted).
-ActivationHook capture_hook(bool wanted, const std::shared_ptr<Captured>& captured);
+// A hook that copies every activation (on `device`) into `captured` (null when not wanted).
+ActivationHook capture_hook(bool wanted, const std::shared_ptr<Captured>& captured, Device device);
+// The backend of a network from its constructor's options argument {device: 'cpu' | 'cuda'} (default cpu).
+ops::Context context_from_js(const Napi::CallbackInfo& info, size_t index);
 // The `finish` of an async forward: {name: output, …, activations} built on the main thread.
 std::function<Napi::Value(Napi::Env)> forward_result(const std::vector<std::pair<std::string, Napi::Object>>& outputs,
                                                      const std::shared_ptr<Captured>& captured);

@@ -1,6 +1,6 @@
 #include "param_io.h"
 
-#include <cstring>
+#include <vector>
 
 #include "core/half.h"
 #include "js_tensor.h"
@@ -26,28 +26,24 @@ void set_param_from_js(ParamStore& store, const std::string& name, const Napi::V
   Tensor t = tensor_from_js(value, name.c_str());
   DBCORE_CHECK(t.numel() == e.numel() && t.shape == e.shape, "ESHAPE", "parameter '%s': expected shape %s, got %s",
                name.c_str(), shape_string(e.shape).c_str(), shape_string(t.shape).c_str());
-  float* dst = store.param(e.offset);
   const int64_t n = e.numel();
-  switch (t.dtype) {
-    case DType::F32: std::memcpy(dst, t.data, size_t(n) * 4); break;
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(t.as<uint16_t>()[i]);
-      break;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(t.as<uint16_t>()[i]);
-      break;
-    default:
-      throw Error("EDTYPE", format("parameter '%s': dtype %s is not a floating-point type", name.c_str(),
-                                   dtype_name(t.dtype)));
+  if (t.dtype == DType::F32) {
+    store.write(e, t.as<float>());
+    return;
   }
+  DBCORE_CHECK(t.dtype == DType::F16 || t.dtype == DType::BF16, "EDTYPE",
+               "parameter '%s': dtype %s is not a floating-point type", name.c_str(), dtype_name(t.dtype));
+  std::vector<float> widened(static_cast<size_t>(n));
+  const uint16_t* src = t.as<uint16_t>();
+  for (int64_t i = 0; i < n; ++i) widened[i] = t.dtype == DType::F16 ? half_to_float(src[i]) : bf16_to_float(src[i]);
+  store.write(e, widened.data());
 }
 
 Napi::Object param_to_js(Napi::Env env, ParamStore& store, const std::string& name, bool grad) {
   const ParamEntry& e = store.table().at(name);
   DBCORE_CHECK(!grad || store.has_grads(), "ESTATE", "no gradients yet for '%s' (run backward first)", name.c_str());
   JsTensor out = new_js_tensor(env, DType::F32, e.shape);
-  const float* src = grad ? store.grad(e.offset) : store.param(e.offset);
-  std::memcpy(out.tensor.data, src, size_t(e.numel()) * 4);
+  store.read(e, out.tensor.f32(), grad);
   return out.object;
 }
 

@@ -31,7 +31,10 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
 
   explicit TextEncoderWrap(const Napi::CallbackInfo& info) : Base(info) {
     try {
-      model_ = std::make_unique<ClipTextModel>(clip_config_from_js(object_arg(info, 0, "config")), ops::Context{});
+      const ops::Context ctx = context_from_js(info, 1);
+      model_ = std::make_unique<ClipTextModel>(clip_config_from_js(object_arg(info, 0, "config")), ctx);
+      inputs_ = std::make_unique<Staging>(ctx.device);
+      grads_io_ = std::make_unique<Staging>(ctx.device);
     } catch (...) {
       throw js_error_from_current_exception(info.Env());
     }
@@ -52,10 +55,15 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     JsTensor out = new_js_tensor(info.Env(), DType::F32, {B, T, C});
     auto captured = std::make_shared<Captured>();
     ClipTextModel* model = model_.get();
-    float* out_ptr = out.tensor.f32();
-    const int32_t* ids_ptr = ids.as<int32_t>();
+    Staging* io = inputs_.get();
+    io->begin();
+    float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
+    const int32_t* ids_ptr = io->input(ids.as<int32_t>(), ids.numel());
+    const Device device = model->store().device();
     auto work = [=]() {
-      model->forward(out_ptr, ids_ptr, B, T, clip_skip, for_backward, capture_hook(want_acts, captured));
+      io->upload();
+      model->forward(out_ptr, ids_ptr, B, T, clip_skip, for_backward, capture_hook(want_acts, captured, device));
+      io->download();
     };
     auto finish = forward_result({{"out", out.object}}, captured);
     last_shape_ = for_backward ? Shape{B, T, C} : Shape{};
@@ -71,13 +79,20 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     last_shape_.clear();
     ClipTextModel* model = model_.get();
     model->store().grads();
-    const float* d = dout.f32();
+    Staging* io = grads_io_.get();
+    io->begin();
+    const float* d = io->input(dout.f32(), dout.numel());
     return queue(
-        info.Env(), [model, d]() { model->backward(d); }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); },
-        {info[0]}, [this]() { keep_ids_.Reset(); });
+        info.Env(),
+        [model, io, d]() {
+          io->upload();
+          model->backward(d);
+        },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[0]}, [this]() { keep_ids_.Reset(); });
   }
 
  private:
+  std::unique_ptr<Staging> inputs_, grads_io_;  // forward's ids stay staged until backward
   Shape last_shape_;  // (B, T, C) of the last forward kept for backward
   Napi::Reference<Napi::Value> keep_ids_;
 };

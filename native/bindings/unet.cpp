@@ -43,7 +43,10 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
 
   explicit UNetWrap(const Napi::CallbackInfo& info) : Base(info) {
     try {
-      model_ = std::make_unique<UNet>(unet_config_from_js(object_arg(info, 0, "config")), ops::Context{});
+      const ops::Context ctx = context_from_js(info, 1);
+      model_ = std::make_unique<UNet>(unet_config_from_js(object_arg(info, 0, "config")), ctx);
+      inputs_ = std::make_unique<Staging>(ctx.device);
+      grads_io_ = std::make_unique<Staging>(ctx.device);
     } catch (...) {
       throw js_error_from_current_exception(info.Env());
     }
@@ -72,11 +75,19 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     JsTensor out = new_js_tensor(info.Env(), DType::F32, {N, cfg.out_channels, H, W});
     auto captured = std::make_shared<Captured>();
     UNet* model = model_.get();
-    float* out_ptr = out.tensor.f32();
-    const float *sample_ptr = sample.f32(), *context_ptr = context.f32();
+    Staging* io = inputs_.get();
+    io->begin();
+    float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
+    const float* sample_ptr = io->input(sample.f32(), sample.numel());
+    const float* context_ptr = io->input(context.f32(), context.numel());
+    const float* timesteps_ptr = io->input(timesteps->data(), N);
+    const Device device = model->store().device();
     auto work = [=]() {
-      ActivationHook hook = capture_hook(want_acts, captured);
-      model->forward(out_ptr, sample_ptr, timesteps->data(), context_ptr, N, H, W, S, for_backward, hook);
+      io->upload();
+      ActivationHook hook = capture_hook(want_acts, captured, device);
+      model->forward(out_ptr, sample_ptr, timesteps_ptr, context_ptr, N, H, W, S, for_backward, hook);
+      io->download();
+      (void)timesteps;  // the host copy lives until the work is done
     };
     auto finish = forward_result({{"out", out.object}}, captured);
     if (for_backward) {
@@ -104,9 +115,11 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     JsTensor dcontext = new_js_tensor(info.Env(), DType::F32, input_grads ? context_shape_ : Shape{0});
     UNet* model = model_.get();
     model->store().grads();
-    const float* d = dout.f32();
-    float* ds = input_grads ? dsample.tensor.f32() : nullptr;
-    float* dc = input_grads ? dcontext.tensor.f32() : nullptr;
+    Staging* io = grads_io_.get();
+    io->begin();
+    const float* d = io->input(dout.f32(), dout.numel());
+    float* ds = input_grads ? io->output(dsample.tensor.f32(), dsample.tensor.numel()) : nullptr;
+    float* dc = input_grads ? io->output(dcontext.tensor.f32(), dcontext.tensor.numel()) : nullptr;
     auto ds_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(dsample.object));
     auto dc_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(dcontext.object));
     auto finish = [ds_ref, dc_ref, input_grads](Napi::Env env) -> Napi::Value {
@@ -118,11 +131,18 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
       return r;
     };
     return queue(
-        info.Env(), [model, d, ds, dc]() { model->backward(ds, dc, d); }, finish, {info[0]},
+        info.Env(),
+        [model, io, d, ds, dc]() {
+          io->upload();
+          model->backward(ds, dc, d);
+          io->download();
+        },
+        finish, {info[0]},
         [this]() { kept_inputs_.clear(); });
   }
 
  private:
+  std::unique_ptr<Staging> inputs_, grads_io_;  // forward's inputs stay staged until backward
   Shape last_out_shape_, sample_shape_, context_shape_;
   std::vector<Napi::Reference<Napi::Value>> kept_inputs_;
 };

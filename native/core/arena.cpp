@@ -12,18 +12,12 @@ size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 }  // namespace
 
 void Arena::add_chunk(size_t min_bytes) {
-  Chunk c;
-  c.size = round_up(std::max<size_t>(min_bytes, 1 << 20));
-  c.raw.reset(new (std::nothrow) uint8_t[c.size + kAlign]);
-  DBCORE_CHECK(c.raw, "ENOMEM", "activation arena: cannot allocate %zu MiB", c.size >> 20);
-  uintptr_t p = reinterpret_cast<uintptr_t>(c.raw.get());
-  c.base = reinterpret_cast<uint8_t*>((p + kAlign - 1) / kAlign * kAlign);
-  chunks_.push_back(std::move(c));
+  chunks_.emplace_back(device_, round_up(std::max<size_t>(min_bytes, 1 << 20)));  // aligned by device_alloc
 }
 
 void* Arena::alloc_bytes(size_t bytes) {
   bytes = round_up(std::max<size_t>(bytes, 1));
-  while (chunk_ < chunks_.size() && used_ + bytes > chunks_[chunk_].size) {
+  while (chunk_ < chunks_.size() && used_ + bytes > chunks_[chunk_].bytes()) {
     ++chunk_;
     used_ = 0;
   }
@@ -31,7 +25,7 @@ void* Arena::alloc_bytes(size_t bytes) {
     add_chunk(bytes);
     used_ = 0;
   }
-  void* p = chunks_[chunk_].base + used_;
+  void* p = chunks_[chunk_].as<uint8_t>() + used_;
   used_ += bytes;
   cycle_bytes_ += bytes;
   high_water_ = std::max(high_water_, cycle_bytes_);

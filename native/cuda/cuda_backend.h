@@ -28,6 +28,7 @@ void* device_alloc(size_t bytes);
 void device_free(void* ptr);
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
+void copy_on_device(void* dst, const void* src, size_t bytes);
 void fill_bytes(void* dst, int byte, size_t bytes);  // cudaMemset
 void synchronize();
 // Median over `reps` timed runs of `launch` (after `warmup` untimed ones), in milliseconds, by CUDA events.

@@ -82,6 +82,10 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
   DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+void copy_on_device(void* dst, const void* src, size_t bytes) {
+  DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
 void fill_bytes(void* dst, int byte, size_t bytes) { DBCORE_CUDA_CHECK(cudaMemset(dst, byte, bytes)); }
 
 void synchronize() { DBCORE_CUDA_CHECK(cudaDeviceSynchronize()); }

@@ -19,7 +19,7 @@ void ClipTextConfig::validate() const {
 }
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& config, ops::Context ctx)
-    : cfg_(config), ctx_(ctx), store_(ParamTable()) {
+    : cfg_(config), ctx_(ctx), store_(ParamTable()), saved_(ctx.device), scratch_(ctx.device) {
   cfg_.validate();
   declare_params();
 }
@@ -50,7 +50,7 @@ void ClipTextModel::declare_params() {
   }
   final_ln_w_ = t.add("text_model.final_layer_norm.weight", {C});
   final_ln_b_ = t.add("text_model.final_layer_norm.bias", {C});
-  store_ = ParamStore(std::move(t));
+  store_ = ParamStore(std::move(t), ctx_.device);
 }
 
 ClipTextModel::LayerActs ClipTextModel::alloc_acts(Arena& arena) const {

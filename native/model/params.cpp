@@ -1,7 +1,5 @@
 #include "params.h"
 
-#include <algorithm>
-
 namespace dbcore {
 
 int64_t ParamTable::add(const std::string& name, const Shape& shape) {
@@ -18,20 +16,32 @@ const ParamEntry& ParamTable::at(const std::string& name) const {
   return entries_[it->second];
 }
 
-ParamStore::ParamStore(ParamTable table) : table_(std::move(table)) {}
+ParamStore::ParamStore(ParamTable table, Device device) : table_(std::move(table)), device_(device) {}
 
-float* ParamStore::params() {
-  if (params_.empty() && table_.total() > 0) params_.assign(table_.total(), 0.f);
-  return params_.data();
+namespace {
+float* zeroed_block(DeviceBlock& block, Device device, int64_t floats) {
+  if (block.empty() && floats > 0) {
+    block = DeviceBlock(device, size_t(floats) * 4);
+    zero_bytes(device, block.data(), block.bytes());
+  }
+  return block.as<float>();
 }
+}  // namespace
 
-float* ParamStore::grads() {
-  if (grads_.empty()) grads_.assign(table_.total(), 0.f);
-  return grads_.data();
-}
+float* ParamStore::params() { return zeroed_block(params_, device_, table_.total()); }
+
+float* ParamStore::grads() { return zeroed_block(grads_, device_, table_.total()); }
 
 void ParamStore::zero_grads() {
-  if (!grads_.empty()) std::fill(grads_.begin(), grads_.end(), 0.f);
+  if (!grads_.empty()) zero_bytes(device_, grads_.data(), grads_.bytes());
+}
+
+void ParamStore::write(const ParamEntry& e, const float* host) {
+  copy_bytes(device_, param(e.offset), Device::CPU, host, size_t(e.numel()) * 4);
+}
+
+void ParamStore::read(const ParamEntry& e, float* host, bool grad) {
+  copy_bytes(Device::CPU, host, device_, grad ? this->grad(e.offset) : param(e.offset), size_t(e.numel()) * 4);
 }
 
 std::string join_name(const std::string& prefix, const std::string& name) {

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/memory.h"
 #include "core/tensor.h"
 
 namespace dbcore {
@@ -33,21 +34,26 @@ class ParamTable {
 
 // A parameter block laid out by a table, with its gradient block. Both are allocated on first use, so a network
 // can be built just to read its table (e.g. to count SD 1.5's parameters) without its 3.4 GB of weights.
+// Both blocks live on the store's device; read / write copy one tensor between it and host memory.
 class ParamStore {
  public:
-  explicit ParamStore(ParamTable table);
+  explicit ParamStore(ParamTable table, Device device = Device::CPU);
   const ParamTable& table() const { return table_; }
-  float* params();
-  float* grads();  // allocates the gradient block (zeroed) on first use
+  Device device() const { return device_; }
+  float* params();  // allocates the parameter block (zeroed) on first use
+  float* grads();   // allocates the gradient block (zeroed) on first use
   bool has_grads() const { return !grads_.empty(); }
   void zero_grads();
   float* param(int64_t offset) { return params() + offset; }
   float* grad(int64_t offset) { return grads() + offset; }
+  // Host copies of one tensor's values (or gradient) in and out.
+  void write(const ParamEntry& e, const float* host);
+  void read(const ParamEntry& e, float* host, bool grad);
 
  private:
   ParamTable table_;
-  std::vector<float> params_;
-  std::vector<float> grads_;
+  Device device_;
+  DeviceBlock params_, grads_;
 };
 
 // Builds names like "down_blocks.0.resnets.1" from parts.

@@ -42,8 +42,8 @@ void conv_forward_banded(const Run& r, float* out, const float* inp, const WB& w
       const cpu::Conv2dShape bs{1, s.C, rows, WW, s.OC, s.KH, s.KW, s.stride, 0};
       ops::conv2d_forward(r.ctx, result, window, r.p(wb.w), wb.b >= 0 ? r.p(wb.b) : nullptr, ws, bs);
       for (int oc = 0; oc < s.OC; ++oc)  // band rows of plane (n, oc)
-        std::copy(result + int64_t(oc) * bh * OW, result + int64_t(oc + 1) * bh * OW,
-                  out + (int64_t(n) * s.OC + oc) * out_plane + int64_t(r0) * OW);
+        ops::copy(r.ctx, out + (int64_t(n) * s.OC + oc) * out_plane + int64_t(r0) * OW, result + int64_t(oc) * bh * OW,
+                  int64_t(bh) * OW);
     }
   }
   r.work->release(m);
@@ -52,12 +52,12 @@ void conv_forward_banded(const Run& r, float* out, const float* inp, const WB& w
 }  // namespace
 
 void conv_forward(const Run& r, float* out, const float* inp, const WB& wb, const cpu::Conv2dShape& s) {
-  if (r.conv_workspace_limit > 0 && int64_t(cpu::conv2d_workspace_floats(s)) > r.conv_workspace_limit) {
+  if (r.conv_workspace_limit > 0 && int64_t(ops::conv2d_workspace_floats(r.ctx, s)) > r.conv_workspace_limit) {
     conv_forward_banded(r, out, inp, wb, s);
     return;
   }
   Arena::Mark m = r.work->mark();
-  float* ws = r.work->alloc_floats(int64_t(cpu::conv2d_workspace_floats(s)));
+  float* ws = r.work->alloc_floats(int64_t(ops::conv2d_workspace_floats(r.ctx, s)));
   ops::conv2d_forward(r.ctx, out, inp, r.p(wb.w), wb.b >= 0 ? r.p(wb.b) : nullptr, ws, s);
   r.work->release(m);
 }
@@ -65,7 +65,7 @@ void conv_forward(const Run& r, float* out, const float* inp, const WB& wb, cons
 void conv_backward(const Run& r, float* dinp, const float* dout, const float* inp, const WB& wb,
                    const cpu::Conv2dShape& s) {
   Arena::Mark m = r.work->mark();
-  float* ws = r.work->alloc_floats(int64_t(cpu::conv2d_workspace_floats(s)));
+  float* ws = r.work->alloc_floats(int64_t(ops::conv2d_workspace_floats(r.ctx, s)));
   ops::conv2d_backward(r.ctx, dinp, r.g(wb.w), wb.b >= 0 ? r.g(wb.b) : nullptr, dout, inp, r.p(wb.w), ws, s);
   r.work->release(m);
 }

@@ -27,7 +27,8 @@ void UNetConfig::validate() const {
                "unet config: channel counts must be positive");
 }
 
-UNet::UNet(const UNetConfig& config, ops::Context ctx) : cfg_(config), ctx_(ctx), store_(ParamTable()) {
+UNet::UNet(const UNetConfig& config, ops::Context ctx) :
+      cfg_(config), ctx_(ctx), store_(ParamTable()), keep_(ctx.device), work_(ctx.device) {
   cfg_.validate();
   declare_params();
 }
@@ -102,7 +103,7 @@ void UNet::declare_params() {
   }
   norm_out_ = declare_norm(t, "conv_norm_out", boc[0]);
   conv_out_ = declare_conv(t, "conv_out", cfg_.out_channels, boc[0], cfg_.conv_out_kernel);
-  store_ = ParamStore(std::move(t));
+  store_ = ParamStore(std::move(t), ctx_.device);
 }
 
 // temb_act = silu(linear_2(silu(linear_1(sinusoidal(t))))): every resnet applies silu to the embedding first, so
@@ -158,9 +159,13 @@ void UNet::forward(float* out, const float* sample, const float* timesteps, cons
   if (hook) hook("time_embedding", temb_, {N, temb_dim_});
 
   const float* x = sample;
-  if (cfg_.center_input_sample) {  // sample = 2 · sample − 1
-    float* c = keep(int64_t(N) * cfg_.in_channels * H * W);
-    for (int64_t i = 0; i < int64_t(N) * cfg_.in_channels * H * W; ++i) c[i] = 2.f * sample[i] - 1.f;
+  if (cfg_.center_input_sample) {  // sample = 2 · sample − 1: 2 · sample, then a bias of −1 on every channel
+    const int C0 = cfg_.in_channels;
+    float* c = keep(int64_t(N) * C0 * H * W);
+    float* minus_one = work_.alloc_floats(C0);
+    ops::upload(ctx_, minus_one, std::vector<float>(C0, -1.f).data(), C0);
+    ops::axpby(ctx_, c, 2.f, sample, 0.f, sample, int64_t(N) * C0 * H * W);
+    ops::add_channel_bias(ctx_, c, minus_one, N, C0, H * W);
     x = c;
   }
   int C = cfg_.block_out_channels[0], h = H, w = W;
@@ -318,9 +323,9 @@ void UNet::backward(float* dsample, float* dcontext, const float* dout) {
   std::vector<float*> dskips;
   for (int64_t n : skip_sizes_) dskips.push_back(work_.alloc_floats(n));
   dtemb_act_accum_ = work_.alloc_floats(int64_t(N_) * temb_dim_);
-  std::fill(dtemb_act_accum_, dtemb_act_accum_ + int64_t(N_) * temb_dim_, 0.f);
+  ops::fill_zero(ctx_, dtemb_act_accum_, int64_t(N_) * temb_dim_);
   dcontext_ = dcontext;
-  if (dcontext_) std::fill(dcontext_, dcontext_ + int64_t(N_) * S_ * cfg_.cross_attention_dim, 0.f);
+  if (dcontext_) ops::fill_zero(ctx_, dcontext_, int64_t(N_) * S_ * cfg_.cross_attention_dim);
 
   int cur = 0;
   tail_backward(r, buf[cur], dout);
@@ -338,7 +343,7 @@ void UNet::backward(float* dsample, float* dcontext, const float* dout) {
   }
   if (dsample && cfg_.center_input_sample) ops::scale_inplace(ctx_, dsample, 2.f, int64_t(N_) * cfg_.in_channels * H_ * W_);
   // Time embedding: d temb_act accumulated by every resnet → linear_2, linear_1.
-  std::copy(dtemb_act_accum_, dtemb_act_accum_ + int64_t(N_) * temb_dim_, temb_act_);
+  ops::copy(ctx_, temb_act_, dtemb_act_accum_, int64_t(N_) * temb_dim_);
   time_embedding_backward(r);
   dcontext_ = nullptr;
 }

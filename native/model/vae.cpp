@@ -26,7 +26,8 @@ void VAEConfig::validate() const {
                "vae config: channel counts must be positive");
 }
 
-VAE::VAE(const VAEConfig& config, ops::Context ctx) : cfg_(config), ctx_(ctx), store_(ParamTable()) {
+VAE::VAE(const VAEConfig& config, ops::Context ctx) :
+      cfg_(config), ctx_(ctx), store_(ParamTable()), keep_(ctx.device), work_(ctx.device) {
   cfg_.validate();
   declare_params();
 }
@@ -99,7 +100,7 @@ void VAE::declare_params() {
 
   quant_conv_ = declare_conv(t, "quant_conv", 2 * L, 2 * L, 1);
   post_quant_conv_ = declare_conv(t, "post_quant_conv", L, L, 1);
-  store_ = ParamStore(std::move(t));
+  store_ = ParamStore(std::move(t), ctx_.device);
 }
 
 Run VAE::run() {
@@ -256,7 +257,7 @@ void VAE::decode_whole(float* out, const float* latents, int N, int h, int w, co
 // row_limit × row_limit corner (row_limit = tile_out − blend) is its part of the result. Blending reads the
 // already-blended neighbours, so the previous row of tiles is kept.
 template <typename TileFn>
-void VAE::tiled(float* out, int N, int C, int H, int W, int tile_in, int num, int den, TileFn tile_fn) {
+void VAE::tiled(float* out, Device out_device, int N, int C, int H, int W, int tile_in, int num, int den, TileFn tile_fn) {
   const int overlap_in = tile_in * 3 / 4;  // tile_in is a multiple of 4 (8 for the image side)
   const int tile_out = tile_in * num / den, blend = tile_out / 4, row_limit = tile_out - blend;
   const int OH = H * num / den, OW = W * num / den;
@@ -304,7 +305,8 @@ void VAE::tiled(float* out, int N, int C, int H, int W, int tile_in, int num, in
       const int ch = std::min(row_limit, t.h), cw = std::min(row_limit, t.w);
       for (int64_t p = 0; p < int64_t(N) * C; ++p)
         for (int y = 0; y < ch; ++y)
-          std::copy_n(t.data.data() + p * tp + int64_t(y) * t.w, cw, out + p * plane + int64_t(oy + y) * OW + ox);
+          copy_bytes(out_device, out + p * plane + int64_t(oy + y) * OW + ox, Device::CPU,
+                     t.data.data() + p * tp + int64_t(y) * t.w, size_t(cw) * 4);
       row.push_back(std::move(t));
     }
     std::swap(above, row);
@@ -320,24 +322,30 @@ void VAE::encode(float* mean, float* logvar, const float* image, int N, int H, i
   DBCORE_CHECK(!(tiling && hook), "EINVAL", "vae encode: activations are not available in tiled mode");
   keep_.reset();
   work_.reset();
-  std::vector<float> moments(size_t(N) * 2 * L * h * w);  // (N, 2L, h, w)
+  // The moments (N, 2L, h, w) come to host memory, where they are split and clamped.
+  std::vector<float> moments(size_t(N) * 2 * L * h * w);
   if (!tiling) {
-    encode_whole(moments.data(), image, N, H, W, hook);
+    DeviceBlock m(ctx_.device, moments.size() * 4);
+    encode_whole(m.as<float>(), image, N, H, W, hook);
+    ops::download(ctx_, moments.data(), m.as<float>(), int64_t(moments.size()));
   } else {
     const int C = cfg_.in_channels;
-    std::vector<float> window;
-    tiled(moments.data(), N, 2 * L, H, W, tile_size_ * f, 1, f, [&](float* dst, int i, int j, int th, int tw) {
-      window.resize(size_t(N) * C * th * tw);
-      ops::crop_pad2d(ctx_, window.data(), image, N, C, H, W, i, j, th, tw);
-      encode_whole(dst, window.data(), N, th, tw, nullptr);
+    tiled(moments.data(), Device::CPU, N, 2 * L, H, W, tile_size_ * f, 1, f, [&](float* dst, int i, int j, int th, int tw) {
+      DeviceBlock window(ctx_.device, size_t(N) * C * th * tw * 4);
+      DeviceBlock tile(ctx_.device, size_t(N) * 2 * L * (th / f) * (tw / f) * 4);
+      ops::crop_pad2d(ctx_, window.as<float>(), image, N, C, H, W, i, j, th, tw);
+      encode_whole(tile.as<float>(), window.as<float>(), N, th, tw, nullptr);
+      ops::download(ctx_, dst, tile.as<float>(), int64_t(tile.bytes() / 4));
     });
   }
   // DiagonalGaussianDistribution: mean, logvar = chunk(moments, 2, dim=1); logvar clamped.
   const int64_t half = int64_t(L) * h * w;
+  std::vector<float> lv(static_cast<size_t>(half));
   for (int n = 0; n < N; ++n) {
     const float* mo = moments.data() + n * 2 * half;
-    std::copy_n(mo, half, mean + n * half);
-    for (int64_t k = 0; k < half; ++k) logvar[n * half + k] = std::clamp(mo[half + k], kLogvarMin, kLogvarMax);
+    ops::upload(ctx_, mean + n * half, mo, half);
+    for (int64_t k = 0; k < half; ++k) lv[k] = std::clamp(mo[half + k], kLogvarMin, kLogvarMax);
+    ops::upload(ctx_, logvar + n * half, lv.data(), half);
   }
 }
 
@@ -351,12 +359,13 @@ void VAE::decode(float* out, const float* latents, int N, int h, int w, const Ac
     decode_whole(out, latents, N, h, w, hook);
     return;
   }
-  const int L = cfg_.latent_channels;
-  std::vector<float> window;
-  tiled(out, N, cfg_.out_channels, h, w, tile_size_, scale_factor(), 1, [&](float* dst, int i, int j, int th, int tw) {
-    window.resize(size_t(N) * L * th * tw);
-    ops::crop_pad2d(ctx_, window.data(), latents, N, L, h, w, i, j, th, tw);
-    decode_whole(dst, window.data(), N, th, tw, nullptr);
+  const int L = cfg_.latent_channels, f = scale_factor();
+  tiled(out, ctx_.device, N, cfg_.out_channels, h, w, tile_size_, f, 1, [&](float* dst, int i, int j, int th, int tw) {
+    DeviceBlock window(ctx_.device, size_t(N) * L * th * tw * 4);
+    DeviceBlock tile(ctx_.device, size_t(N) * cfg_.out_channels * th * f * tw * f * 4);
+    ops::crop_pad2d(ctx_, window.as<float>(), latents, N, L, h, w, i, j, th, tw);
+    decode_whole(tile.as<float>(), window.as<float>(), N, th, tw, nullptr);
+    ops::download(ctx_, dst, tile.as<float>(), int64_t(tile.bytes() / 4));
   });
 }
 

@@ -79,10 +79,10 @@ class VAE {
   int64_t largest_encoder_activation(int H, int W) const;
   int64_t largest_decoder_activation(int h, int w) const;
   // Runs `tile_fn(dst (N, C, th·num/den, tw·num/den), i, j, th, tw)` on every tile (origin i, j and size th x tw
-  // in input pixels) and assembles the (N, C, H·num/den, W·num/den) result like diffusers' tiled_encode /
-  // tiled_decode.
+  // in input pixels; dst is host memory, where tiles are blended) and assembles the (N, C, H·num/den, W·num/den)
+  // result in `out` (on out_device) like diffusers' tiled_encode / tiled_decode.
   template <typename TileFn>
-  void tiled(float* out, int N, int C, int H, int W, int tile_in, int num, int den, TileFn tile_fn);
+  void tiled(float* out, Device out_device, int N, int C, int H, int W, int tile_in, int num, int den, TileFn tile_fn);
 
   VAEConfig cfg_;
   ops::Context ctx_;
