@@ -28,7 +28,9 @@ MatmulArgs matmul_args(const Napi::CallbackInfo& info) {
   m.b = tensor_arg(info, 1, "b", DType::F32);
   m.trans_a = bool_option(info, 2, "transA", false);
   m.trans_b = bool_option(info, 2, "transB", false);
-  m.precision = bool_option(info, 2, "bf16", false) ? Precision::BF16 : Precision::F32;
+  const bool bf16 = bool_option(info, 2, "bf16", false), fp16 = bool_option(info, 2, "fp16", false);
+  DBCORE_CHECK(!(bf16 && fp16), "EINVAL", "matmul: options bf16 and fp16 exclude each other");
+  m.precision = bf16 ? Precision::BF16 : fp16 ? Precision::F16 : Precision::F32;
   DBCORE_CHECK(m.a.ndim() == m.b.ndim() && (m.a.ndim() == 2 || m.a.ndim() == 3), "ESHAPE",
                "matmul: a and b must both be rank 2 or both rank 3, got %s and %s", m.a.describe().c_str(),
                m.b.describe().c_str());
@@ -56,7 +58,8 @@ Shape matmul_out_shape(const MatmulArgs& m) {
 
 }  // namespace
 
-// ops.matmul(a, b, {transA, transB, bf16}) → c (bf16: operands rounded to bfloat16, fp32 accumulation)
+// ops.matmul(a, b, {transA, transB, bf16, fp16}) → c (bf16 / fp16: operands rounded to bfloat16 / fp16, fp32
+// accumulation)
 DBCORE_OP(matmul) {
   MatmulArgs m = matmul_args(info);
   JsTensor c = new_js_tensor(info.Env(), DType::F32, matmul_out_shape(m));

@@ -2,11 +2,12 @@
 // encoder trains), owning the optimizer states.
 //   new Trainer({unet, textEncoder?, scheduler, priorLossWeight, gradientAccumulationSteps, maxGradNorm,
 //                optimizer: {kind: 'adamw'|'adamw8bit', beta1, beta2, eps, weightDecay}, seed, clipSkip,
-//                trainTextEncoder})
+//                trainTextEncoder, mixedPrecision: 'no'|'bf16'|'fp16',
+//                lossScale?: {initScale, growthFactor, backoffFactor, growthInterval}})   (fp16: GradScaler's)
 //   accumulate({latents, context? | inputIds?, noise?, timesteps?, nInstance}, {returnPrediction?})
 //     → Promise<{loss, instanceLoss, priorLoss, prediction?, dprediction?}>
-//   apply(lr) → Promise<{gradNorm, clipCoef}>          setTrainTextEncoder(on)
-//   state() → {optimizerSteps, noiseOffset, timestepOffset}   setState({…})
+//   apply(lr) → Promise<{gradNorm, clipCoef, skipped, lossScale}>          setTrainTextEncoder(on)
+//   state() → {optimizerSteps, noiseOffset, timestepOffset, lossScale?: {scale, growthTracker}}   setState({…})
 //   optimizerState() → [{name, dtype, shape, data}] (copies)   loadOptimizerState([…]) (copies in)
 #include <cmath>
 #include <cstring>
@@ -36,6 +37,26 @@ OptimizerConfig optimizer_config_from_js(const Napi::Object& o) {
   return c;
 }
 
+LossScalerConfig loss_scale_config_from_js(const Napi::Value& v) {
+  LossScalerConfig c;
+  if (v.IsUndefined()) return c;
+  DBCORE_CHECK(v.IsObject(), "EINVAL", "trainer options: lossScale must be an object");
+  const Napi::Object o = v.As<Napi::Object>();
+  const char* w = "lossScale";
+  c.init_scale = get_number(o, "initScale", c.init_scale, w);
+  c.growth_factor = get_number(o, "growthFactor", c.growth_factor, w);
+  c.backoff_factor = get_number(o, "backoffFactor", c.backoff_factor, w);
+  c.growth_interval = int64_t(get_number(o, "growthInterval", double(c.growth_interval), w));
+  return c;
+}
+
+Napi::Object loss_scale_state_to_js(Napi::Env env, const LossScalerState& s) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("scale", double(s.scale));
+  r.Set("growthTracker", double(s.growth_tracker));
+  return r;
+}
+
 TrainerConfig trainer_config_from_js(const Napi::Object& o) {
   const char* w = "trainer options";
   TrainerConfig c;
@@ -51,6 +72,7 @@ TrainerConfig trainer_config_from_js(const Napi::Object& o) {
   const std::string mp = get_string(o, "mixedPrecision", "no", w);
   DBCORE_CHECK(mp == "no" || mp == "bf16" || mp == "fp16", "EINVAL", "mixedPrecision '%s' must be no, bf16 or fp16", mp.c_str());
   c.compute = mp == "bf16" ? Precision::BF16 : mp == "fp16" ? Precision::F16 : Precision::F32;
+  c.loss_scale = loss_scale_config_from_js(o.Get("lossScale"));
   return c;
 }
 
@@ -204,15 +226,17 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     DBCORE_CHECK(info.Length() > 0 && info[0].IsNumber(), "EINVAL", "apply(lr): lr must be a number");
     double lr = info[0].As<Napi::Number>().DoubleValue();
     DBCORE_CHECK(lr >= 0 && std::isfinite(lr), "EINVAL", "apply(lr): lr = %g must be finite and >= 0", lr);
-    auto clip = std::make_shared<cpu::ClipResult>();
+    auto step = std::make_shared<AppliedStep>();
     Trainer* tr = trainer_.get();
-    auto finish = [clip](Napi::Env env) -> Napi::Value {
+    auto finish = [step](Napi::Env env) -> Napi::Value {
       Napi::Object r = Napi::Object::New(env);
-      r.Set("gradNorm", clip->total_norm);
-      r.Set("clipCoef", clip->coef);
+      r.Set("gradNorm", step->clip.total_norm);
+      r.Set("clipCoef", step->clip.coef);
+      r.Set("skipped", step->skipped);
+      r.Set("lossScale", double(step->loss_scale));
       return r;
     };
-    return queue(info.Env(), [tr, lr, clip]() { *clip = tr->apply(lr); }, finish, {});
+    return queue(info.Env(), [tr, lr, step]() { *step = tr->apply(lr); }, finish, {});
   }
 
   Napi::Value set_train_te(const Napi::CallbackInfo& info) {
@@ -228,15 +252,27 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     r.Set("noiseOffset", double(trainer_->noise_offset()));
     r.Set("timestepOffset", double(trainer_->timestep_offset()));
     r.Set("optimizerStateBytes", double(trainer_->optimizer().state_bytes()));
+    if (trainer_->loss_scaler().enabled())
+      r.Set("lossScale", loss_scale_state_to_js(info.Env(), trainer_->loss_scaler().state()));
     return r;
   }
 
   Napi::Value set_state(const Napi::CallbackInfo& info) {
     check_idle();
     Napi::Object o = object_arg(info, 0, "state");
-    trainer_->optimizer().set_steps(int64_t(require_number(o, "optimizerSteps", "state")));
-    trainer_->set_offsets(uint64_t(require_number(o, "noiseOffset", "state")),
-                          uint64_t(require_number(o, "timestepOffset", "state")));
+    const Napi::Value ls = o.Get("lossScale");
+    DBCORE_CHECK(ls.IsUndefined() || ls.IsObject(), "EINVAL", "state.lossScale must be {scale, growthTracker}");
+    LossScalerState scaler;
+    if (ls.IsObject()) {
+      scaler.scale = float(require_number(ls.As<Napi::Object>(), "scale", "state.lossScale"));
+      scaler.growth_tracker = int64_t(require_number(ls.As<Napi::Object>(), "growthTracker", "state.lossScale"));
+    }
+    const int64_t steps = int64_t(require_number(o, "optimizerSteps", "state"));
+    const uint64_t noise = uint64_t(require_number(o, "noiseOffset", "state"));
+    const uint64_t timesteps = uint64_t(require_number(o, "timestepOffset", "state"));
+    if (ls.IsObject()) trainer_->loss_scaler().set_state(scaler);  // validates before anything else changes
+    trainer_->optimizer().set_steps(steps);
+    trainer_->set_offsets(noise, timesteps);
     return info.Env().Undefined();
   }
 

@@ -1,6 +1,6 @@
 // Compute precision of matrix products (autocast): fp32 operands rounded to fp16 / bf16 as they are read, products
 // accumulated and written in fp32. Weights stay fp32 (master weights); norms, softmax statistics and every other op
-// stay fp32. The CPU backend supports F32 and BF16 (fp16 is for CUDA, with loss scaling).
+// stay fp32. Both backends support all three; fp16 training uses dynamic loss scaling (model/loss_scaler.h).
 #pragma once
 
 namespace dbcore {

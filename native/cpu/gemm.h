@@ -1,7 +1,8 @@
 // Matrix products on the CPU: OpenBLAS sgemm, row-major.
 // Dimension letters: C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C.
-// Precision::BF16 (autocast): A and B are rounded to bfloat16 (round to nearest even) before the fp32 product, the
-// numerics of a bf16 matrix unit with fp32 accumulation; C stays fp32. F16 is refused (CUDA only).
+// Precision::F16 / BF16 (autocast): A and B are rounded to fp16 / bfloat16 (round to nearest even) before the fp32
+// product, the numerics of a tensor core with fp32 accumulation; C stays fp32. fp16 operands beyond its range
+// (|x| ≥ 65520) become ±inf, so an overflowing scaled gradient shows as inf/NaN exactly as on CUDA.
 #pragma once
 #include "core/precision.h"
 

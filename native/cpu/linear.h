@@ -1,6 +1,6 @@
 // Fully connected layer. ref: torch.nn.Linear. Dimension letters: M rows (tokens), IC in, OC out features.
 // Accumulation: parameter gradients +=, input gradients = (skipped when the pointer is null). Products run at
-// `precision` (cpu/gemm.h: BF16 rounds the operands).
+// `precision` (cpu/gemm.h: F16 / BF16 round the operands).
 #pragma once
 #include "core/precision.h"
 

@@ -26,7 +26,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor>
   }
 }
 
-cpu::ClipResult Optimizer::apply(double max_norm, double lr) {
+cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& unscale) {
   std::vector<float*> grads;
   std::vector<int64_t> numels;
   for (size_t i = 0; i < tensors_.size(); ++i) {
@@ -34,29 +34,41 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr) {
     grads.push_back(tensors_[i].grad);
     numels.push_back(tensors_[i].n);
   }
-  cpu::ClipResult clip{std::sqrt(cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size()))), 1.0};
+  const double scaled_norm = std::sqrt(cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size())));
+  cpu::ClipResult clip{scaled_norm * unscale.inv_scale, 1.0};
+  if (unscale.skips(clip.total_norm)) {  // an overflowed fp16 step: no update (GradScaler.step skips)
+    clip.coef = 0.0;
+    zero_grads(true);
+    return clip;
+  }
   if (max_norm > 0) clip.coef = cpu::clip_coefficient(clip.total_norm, max_norm);
+  // The one factor on the gradients: unscaling then clipping. With a power-of-two scale this is bit-identical to
+  // unscaling in place and then clipping (GradScaler.unscale_ + clip_grad_norm_).
+  const float grad_coef = float(clip.coef) * unscale.inv_scale;
   ++steps_;
   if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
-    step_fused(float(clip.coef), lr);
+    step_fused(grad_coef, lr);
   } else {
-    if (clip.coef < 1.0) cpu::scale_all(grads.data(), numels.data(), int(grads.size()), float(clip.coef));
+    if (grad_coef != 1.f) cpu::scale_all(grads.data(), numels.data(), int(grads.size()), grad_coef);
     step_8bit(lr);
   }
-  for (size_t i = 0; i < tensors_.size(); ++i)
-    if (!states_[i].active || cfg_.kind != OptimizerConfig::Kind::AdamW)
-      std::fill(tensors_[i].grad, tensors_[i].grad + tensors_[i].n, 0.f);
+  zero_grads(cfg_.kind != OptimizerConfig::Kind::AdamW);
   return clip;
 }
 
-void Optimizer::step_fused(float clip_coef, double lr) {
+void Optimizer::zero_grads(bool all) {
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (all || !states_[i].active) std::fill(tensors_[i].grad, tensors_[i].grad + tensors_[i].n, 0.f);
+}
+
+void Optimizer::step_fused(float grad_coef, double lr) {
   std::vector<cpu::AdamWTensor> active;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const OptimizedTensor& t = tensors_[i];
     if (states_[i].active) active.push_back({t.param, states_[i].m.data(), states_[i].v.data(), t.grad, t.n});
   }
   const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
-  cpu::adamw_clip_step_zero(active.data(), int(active.size()), clip_coef, h, steps_);
+  cpu::adamw_clip_step_zero(active.data(), int(active.size()), grad_coef, h, steps_);
 }
 
 void Optimizer::step_8bit(double lr) {

@@ -8,6 +8,7 @@
 
 #include "core/tensor.h"
 #include "cpu/optim.h"
+#include "loss_scaler.h"
 
 namespace dbcore {
 
@@ -41,7 +42,9 @@ class Optimizer {
   // their global L2 norm is at most max_norm; max_norm <= 0: measure only), the update with learning rate lr
   // (the step count advances), then every gradient zeroed. Returns the norm before clipping and the factor applied.
   // fp32 AdamW does the three in one pass (cpu::adamw_clip_step_zero).
-  cpu::ClipResult apply(double max_norm, double lr);
+  // `unscale` (loss scaling): the gradients are used × inv_scale (folded into the clipping factor; the norm is that
+  // of the unscaled gradients); when it skips the norm, only the zeroing happens and the factor reported is 0.
+  cpu::ClipResult apply(double max_norm, double lr, const GradUnscale& unscale = {});
   // Tensors whose name starts with `prefix` stop (or resume) being clipped and updated.
   void set_active(const std::string& prefix, bool active);
 
@@ -58,8 +61,9 @@ class Optimizer {
     bool eight_bit = false;
     bool active = true;
   };
-  void step_fused(float clip_coef, double lr);  // fp32 AdamW: clip, update and zero in one pass
+  void step_fused(float grad_coef, double lr);  // fp32 AdamW: gradients × grad_coef, update and zero in one pass
   void step_8bit(double lr);                     // AdamW8bit's update (gradients already clipped)
+  void zero_grads(bool all);                     // every gradient, or those the fused pass did not zero
   OptimizerConfig cfg_;
   std::vector<OptimizedTensor> tensors_;
   std::vector<State> states_;

@@ -30,8 +30,7 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
     tensors.insert(tensors.end(), te.begin(), te.end());
   }
   te_training_ = cfg_.train_text_encoder;
-  DBCORE_CHECK(cfg_.compute != Precision::F16, "EUNSUPPORTED",
-               "mixed_precision fp16 needs the CUDA backend (dynamic loss scaling); the CPU computes in fp32 or bf16");
+  if (cfg_.compute == Precision::F16) scaler_ = LossScaler(cfg_.loss_scale);
   unet_.set_compute_precision(cfg_.compute);
   if (te_) te_->set_compute_precision(cfg_.compute);
   optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors));
@@ -62,13 +61,15 @@ const float* Trainer::text_context(const TrainBatch& b) {
   return context_.data();
 }
 
-// mse over rows [rows_begin, rows_end) × weight / accumulation; writes its gradient into dpred's rows.
+// mse over rows [rows_begin, rows_end) × weight / accumulation; writes its gradient (× the loss scale) into dpred's
+// rows.
 double Trainer::loss_and_grad(const float* pred, const float* target, float* dpred, int64_t rows_begin,
                               int64_t rows_end, int64_t per_row, float weight) {
   if (rows_end <= rows_begin) return 0;
   const int64_t off = rows_begin * per_row, n = (rows_end - rows_begin) * per_row;
   double mse = cpu::mse_forward(pred + off, target + off, n);
-  cpu::mse_backward(dpred + off, pred + off, target + off, n, weight / float(cfg_.gradient_accumulation_steps));
+  cpu::mse_backward(dpred + off, pred + off, target + off, n,
+                    weight / float(cfg_.gradient_accumulation_steps) * scaler_.scale());
   return mse;
 }
 
@@ -129,8 +130,14 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
   return st;
 }
 
-cpu::ClipResult Trainer::apply(double lr) {
-  return optimizer_->apply(cfg_.max_grad_norm, lr);
+AppliedStep Trainer::apply(double lr) {
+  const GradUnscale unscale = scaler_.unscale();
+  AppliedStep r;
+  r.loss_scale = scaler_.scale();
+  r.clip = optimizer_->apply(cfg_.max_grad_norm, lr, unscale);
+  r.skipped = unscale.skips(r.clip.total_norm);
+  scaler_.update(r.skipped);
+  return r;
 }
 
 }  // namespace dbcore

@@ -4,13 +4,16 @@
 //   loss = mse(pred[:n], target[:n]) + prior_loss_weight · mse(pred[n:], target[n:])   (prior preservation)
 //   with context = text_encoder(input_ids) when the text encoder trains, else the cached embeddings.
 // accumulate() adds the gradients of loss / gradient_accumulation_steps (as accelerate scales it); apply()
-// clips the global gradient norm, runs the optimizer and zeroes the gradients.
+// clips the global gradient norm, runs the optimizer and zeroes the gradients. With fp16 compute the loss is scaled
+// (model/loss_scaler.h: GradScaler): the gradients carry the scale until apply() divides it out, and a step whose
+// gradients overflowed is skipped.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "clip_text.h"
+#include "loss_scaler.h"
 #include "optimizer.h"
 #include "scheduler.h"
 #include "unet.h"
@@ -26,7 +29,8 @@ struct TrainerConfig {
   uint64_t seed = 0;
   int clip_skip = 1;
   bool train_text_encoder = false;
-  Precision compute = Precision::F32;  // mixed_precision: matrix products in bf16 (CPU) with fp32 master weights
+  Precision compute = Precision::F32;  // mixed_precision: matrix products in fp16 / bf16 with fp32 master weights
+  LossScalerConfig loss_scale;         // used when compute is F16
 };
 
 // A batch: rows [0, n_instance) are instance examples, rows [n_instance, B) class (prior) examples.
@@ -46,20 +50,30 @@ struct StepStats {
   double loss = 0, instance_loss = 0, prior_loss = 0;
 };
 
+// What apply() did: the clipping of the unscaled gradients, whether the update was skipped (fp16: a gradient was
+// inf or NaN; parameters, optimizer states and step count are then unchanged) and the loss scale the step's
+// gradients carried (1 without loss scaling).
+struct AppliedStep {
+  cpu::ClipResult clip;
+  bool skipped = false;
+  float loss_scale = 1.f;
+};
+
 class Trainer {
  public:
   Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& config);
 
   // Forward and backward of one batch; parameter gradients +=. pred_out / dpred_out (B, C, H, W) receive the
-  // UNet's prediction and d loss / d prediction when non-null.
+  // UNet's prediction and d loss / d prediction (× the loss scale under fp16) when non-null.
   StepStats accumulate(const TrainBatch& batch, float* pred_out = nullptr, float* dpred_out = nullptr);
-  cpu::ClipResult apply(double lr);
+  AppliedStep apply(double lr);
   // Stops (or resumes) training the text encoder (stop_text_encoder_training): its backward and updates stop.
   void set_train_text_encoder(bool on);
   // Throws EINVAL when the batch lacks what the current configuration needs (called again by accumulate()).
   void check_batch(const TrainBatch& b) const;
 
   Optimizer& optimizer() { return *optimizer_; }
+  LossScaler& loss_scaler() { return scaler_; }
   const TrainerConfig& config() const { return cfg_; }
   // Generator positions, saved with the training state so a resumed run draws the same numbers.
   uint64_t noise_offset() const { return noise_offset_; }
@@ -79,6 +93,7 @@ class Trainer {
   TrainerConfig cfg_;
   sched::Tables tables_;
   std::unique_ptr<Optimizer> optimizer_;
+  LossScaler scaler_;
   bool te_training_ = false;
   uint64_t noise_offset_ = 0, timestep_offset_ = 0;
   std::vector<float> noise_, noisy_, pred_, velocity_, dpred_, context_, dcontext_, tsf_;

@@ -36,12 +36,14 @@ describeGpu('CUDA sgemm', () => {
     });
   }
 
-  // The CPU backend's bf16 autocast rounds the same operands the same way (round to nearest even, fp32 sums):
-  // against it only the accumulation order differs, so the bound is fp32's, far tighter than against fp32 inputs.
-  test.each(shapes.slice(0, 3))('bf16 equals the CPU bf16 product up to summation order, %ix%ix%i', (M, N, K) => {
+  // The CPU backend's fp16 / bf16 autocast rounds the same operands the same way (round to nearest even, fp32
+  // sums): against it only the accumulation order differs, so the bound is fp32's, far tighter than against fp32
+  // inputs.
+  test.each(shapes.slice(0, 3).flatMap((s) => [[...s, FP16], [...s, BF16]]))('%ix%ix%i precision %i equals the CPU autocast product up to summation order', (M, N, K, precision) => {
     const a = randn([M, K]), b = randn([K, N]);
-    const [c] = cuda('sgemm', [out([M, N]), a, b, false, false, M, N, K, 1, 0, BF16]);
-    expectClose(c, ops.matmul(a, b, { bf16: true }), TOL[FP32], `bf16 vs CPU bf16 ${M}x${N}x${K}`);
+    const [c] = cuda('sgemm', [out([M, N]), a, b, false, false, M, N, K, 1, 0, precision]);
+    const cpu = ops.matmul(a, b, precision === FP16 ? { fp16: true } : { bf16: true });
+    expectClose(c, cpu, TOL[FP32], `${NAME[precision]} vs CPU ${NAME[precision]} ${M}x${N}x${K}`);
   });
 
   test('alpha and beta: C = 0.5·A·B − 2·C', () => {

@@ -146,8 +146,6 @@ test('mixed_precision bf16 on the CPU: the step stays close to the fp32 referenc
   expect(Math.abs(r.loss - lossRef) / lossRef).toBeLessThan(2e-2);
   expect(predErr).toBeLessThan(3e-2);
   expect(gradErr).toBeLessThan(5e-2);
-  const fp16 = () => createTrainer({ unet: loadUNet(model.components.unet), scheduler: trainingNoiseSchedule(model.components.scheduler.config), mixedPrecision: 'fp16' });
-  expect(fp16).toThrow(/fp16 needs the CUDA backend/);
 });
 
 function relL2(a: Float32Array, b: Float32Array): number {

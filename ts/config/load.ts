@@ -199,7 +199,6 @@ export function resolveTrainConfig(raw: RawTrainConfig, cwd: string = process.cw
   const valid = (...keys: TrainOptionKey[]) => keys.every((k) => !invalid.has(k));
 
   checkCompatibilityOptions(config, problems, notices);
-  if (valid('mixed_precision', 'device')) checkPrecision(config, problems);
   checkTextEncoderOptions(config, problems, valid);
   if (valid('with_prior_preservation', 'use_aspect_ratio_bucket') && config.with_prior_preservation && config.use_aspect_ratio_bucket) {
     problems.push(
@@ -321,14 +320,6 @@ function checkCompatibilityOptions(config: TrainConfig, problems: string[], noti
     if (!isSet(config[key])) continue;
     if (meta.unsupported) problems.push(`${key}: got ${show(config[key])}; not supported: ${meta.unsupported}`);
     if (meta.ignored) notices.push(`${key} is ignored: ${meta.ignored}`);
-  }
-}
-
-function checkPrecision(config: TrainConfig, problems: string[]): void {
-  if (config.device === 'cpu' && config.mixed_precision === 'fp16') {
-    problems.push(
-      `mixed_precision: got ${show(config.mixed_precision)}; expected "no" or "bf16" with device "cpu" (fp16 needs device cuda, for its loss scaling)`,
-    );
   }
 }
 

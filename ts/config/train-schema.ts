@@ -186,7 +186,7 @@ export const trainOptionShape = {
   lr_power: num(1.0, z.number().positive(), 'Learning rate', 'Power factor of the polynomial scheduler.'),
 
   // ── Precision and device ───────────────────────────────────────────────────────────────────────
-  mixed_precision: choice(['no', 'fp16', 'bf16'], 'Precision and device', 'Matrix products in fp16 (CUDA, with dynamic loss scaling) or bf16 (CPU and CUDA), with fp32 master weights; no: fp32.').withDefault('no'),
+  mixed_precision: choice(['no', 'fp16', 'bf16'], 'Precision and device', 'Matrix products in fp16 (with dynamic loss scaling, as torch.cuda.amp.GradScaler) or bf16, with fp32 master weights; no: fp32.').withDefault('no'),
   device: choice(['auto', 'cpu', 'cuda'], 'Precision and device', 'Backend to train on; auto picks cuda when a CUDA device is present.').withDefault('auto'),
   threads: intDefault(0, 'Precision and device', 'Number of CPU threads (0 = one per core).', { min: 0 }),
   allow_tf32: flag('Precision and device', 'Allow TF32 matrix products on Ampere or newer GPUs (faster, slightly less precise).'),

@@ -56,7 +56,7 @@ export interface AttentionOptions {
 
 /** Kernel-level functions, exported for tests and benchmarks. */
 export interface NativeOps {
-  matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean; bf16?: boolean }): HostTensor;
+  matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean; bf16?: boolean; fp16?: boolean }): HostTensor;
   matmulAsync(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean }): Promise<HostTensor>;
   softmax(x: HostTensor): HostTensor;
   softmaxBackward(dy: HostTensor, y: HostTensor): HostTensor;

@@ -15,8 +15,10 @@ export interface TrainerOptions {
   seed?: number;
   clipSkip?: number;
   trainTextEncoder?: boolean;
-  /** Autocast of the matrix products with fp32 master weights: bf16 on the CPU; fp16 needs CUDA. */
+  /** Autocast of the matrix products with fp32 master weights; fp16 adds dynamic loss scaling. */
   mixedPrecision?: 'no' | 'bf16' | 'fp16';
+  /** fp16's loss scaling (torch.cuda.amp.GradScaler's defaults: 65536, 2, 0.5, 2000). */
+  lossScale?: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number };
 }
 
 export interface TrainBatch {
@@ -40,10 +42,29 @@ export interface AccumulateResult {
   dprediction?: HostTensor;
 }
 
+/** fp16 loss scaling's position: the scale and the finite steps since it last changed (GradScaler's state). */
+export interface LossScaleState {
+  scale: number;
+  growthTracker: number;
+}
+
 export interface TrainerState {
   optimizerSteps: number;
   noiseOffset: number;
   timestepOffset: number;
+  /** Present with mixed_precision fp16. */
+  lossScale?: LossScaleState;
+}
+
+export interface ApplyResult {
+  /** Global norm of the (unscaled) gradients before clipping. */
+  gradNorm: number;
+  /** The clipping factor applied; 0 when the step was skipped. */
+  clipCoef: number;
+  /** fp16: a gradient overflowed, so parameters and optimizer states were left unchanged and the scale backed off. */
+  skipped: boolean;
+  /** The loss scale this step's gradients carried (1 without fp16). */
+  lossScale: number;
 }
 
 /** state() also reports the memory the optimizer states take (not part of a saved position). */
@@ -57,7 +78,7 @@ export interface NamedStateTensor extends HostTensor {
 
 export interface NativeTrainer {
   accumulate(batch: TrainBatch, opts?: { returnPrediction?: boolean }): Promise<AccumulateResult>;
-  apply(lr: number): Promise<{ gradNorm: number; clipCoef: number }>;
+  apply(lr: number): Promise<ApplyResult>;
   setTrainTextEncoder(on: boolean): void;
   state(): TrainerStatus;
   setState(state: TrainerState): void;

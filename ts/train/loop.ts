@@ -37,6 +37,8 @@ export interface StepReport {
   lr: number;
   gradNorm: number;
   secondsPerStep: number;
+  /** mixed_precision fp16: the loss scale of this step, whether it was skipped, and the steps skipped so far. */
+  fp16?: { lossScale: number; skipped: boolean; skippedSteps: number };
 }
 
 /** How training talks to its caller (the CLI prints; tests collect). */
@@ -54,6 +56,8 @@ export interface TrainResult {
   lossCurve?: string;
   log: string;
   peakRssBytes: number;
+  /** mixed_precision fp16: optimizer steps skipped because a gradient overflowed (whole run, resumes included). */
+  skippedSteps?: number;
 }
 
 /** Values this build does not implement (options it does not implement at all are rejected by the config). */
@@ -150,7 +154,7 @@ class TrainingSession {
     for (const w of dataset.warnings) reporter.info(`note: ${w}`);
     const length = trainingLength(dataset.batchesPerEpoch, c);
     const position: TrainingPosition = resumed?.state.position ?? {
-      step: 0, epoch: 0, batch: 0, latentOffset: 0, optimizerSteps: 0, noiseOffset: 0, timestepOffset: 0, seed,
+      step: 0, epoch: 0, batch: 0, latentOffset: 0, optimizerSteps: 0, noiseOffset: 0, timestepOffset: 0, seed, skippedSteps: 0,
       textEncoderTraining: c.train_text_encoder, fingerprint, losses: [],
     };
 
@@ -186,8 +190,10 @@ class TrainingSession {
         micro += 1;
         // An optimizer step every gradient_accumulation_steps batches, and at the end of each epoch (accelerate).
         if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
-        const lr = lrOf(pos.step);
+        // A skipped fp16 step does not advance the schedule (accelerate's scheduler skips with the optimizer).
+        const lr = lrOf(pos.step - pos.skippedSteps);
         const clip = await this.trainer.apply(lr);
+        if (clip.skipped) pos.skippedSteps += 1;
         const loss = lossSum / micro;
         lossSum = 0;
         micro = 0;
@@ -197,7 +203,8 @@ class TrainingSession {
         pos.losses.push({ step: pos.step, loss });
         const seconds = (Date.now() - t0) / 1000;
         t0 = Date.now();
-        this.logStep({ step: pos.step, maxSteps: this.length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep: seconds }, clip.clipCoef);
+        const fp16 = c.mixed_precision === 'fp16' ? { lossScale: clip.lossScale, skipped: clip.skipped, skippedSteps: pos.skippedSteps } : undefined;
+        this.logStep({ step: pos.step, maxSteps: this.length.maxTrainSteps, epoch, loss, lr, gradNorm: clip.gradNorm, secondsPerStep: seconds, fp16 }, clip.clipCoef);
         await this.maybeStopTextEncoder();
         if (await this.saveAfterStep()) return;
       }
@@ -211,6 +218,7 @@ class TrainingSession {
       await this.saveState();
     }
     this.result.steps = this.position.step;
+    if (this.c.mixed_precision === 'fp16') this.result.skippedSteps = this.position.skippedSteps;
     if (this.position.losses.length > 0) {
       this.result.lossCurve = path.join(this.outputDir, 'loss.png');
       await writeLossCurve(this.result.lossCurve, this.position.losses);
@@ -237,8 +245,10 @@ class TrainingSession {
   }
 
   private logStep(r: StepReport, clipCoef: number): void {
-    fs.appendFileSync(this.result.log, `${JSON.stringify({ step: r.step, epoch: r.epoch, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, clip_coef: clipCoef, seconds: r.secondsPerStep })}\n`);
-    if (this.events && (r.step % this.c.log_interval === 0 || r.step === 1)) this.events.scalars(r.step, { loss: r.loss, lr: r.lr, grad_norm: r.gradNorm });
+    const fp16 = r.fp16 ? { loss_scale: r.fp16.lossScale, skipped: r.fp16.skipped } : {};
+    fs.appendFileSync(this.result.log, `${JSON.stringify({ step: r.step, epoch: r.epoch, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, clip_coef: clipCoef, seconds: r.secondsPerStep, ...fp16 })}\n`);
+    const scale: Record<string, number> = r.fp16 ? { loss_scale: r.fp16.lossScale } : {};
+    if (this.events && (r.step % this.c.log_interval === 0 || r.step === 1)) this.events.scalars(r.step, { loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, ...scale });
     this.reporter.step?.(r);
   }
 
@@ -281,8 +291,8 @@ class TrainingSession {
 
   private async saveState(): Promise<void> {
     const te = this.c.train_text_encoder ? this.model.textEncoder : undefined;
-    const { optimizerSteps, noiseOffset, timestepOffset } = this.trainer.state();
-    const dir = await saveTrainingState(this.outputDir, { ...this.position, optimizerSteps, noiseOffset, timestepOffset }, this.model.unet, te, this.trainer.optimizerState());
+    const { optimizerSteps, noiseOffset, timestepOffset, lossScale } = this.trainer.state();
+    const dir = await saveTrainingState(this.outputDir, { ...this.position, optimizerSteps, noiseOffset, timestepOffset, lossScale }, this.model.unet, te, this.trainer.optimizerState());
     this.result.checkpoints.push(dir);
     pruneCheckpoints(this.outputDir, this.c.checkpoints_total_limit);
   }
@@ -330,7 +340,8 @@ function restoreTrainer(c: Config, model: PipelineModel, trainer: NativeTrainer,
   loadWeights(model.unet, state.unet, dir);
   if (c.train_text_encoder && state.textEncoder) loadWeights(model.textEncoder, state.textEncoder, dir);
   trainer.loadOptimizerState(state.optimizer);
-  trainer.setState(state.position);
+  // The loss scale continues when both runs are fp16; a run resumed in another precision starts without one.
+  trainer.setState({ ...state.position, lossScale: c.mixed_precision === 'fp16' ? state.position.lossScale : undefined });
   if (c.train_text_encoder && !state.position.textEncoderTraining) trainer.setTrainTextEncoder(false);
 }
 

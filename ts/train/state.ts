@@ -1,7 +1,7 @@
 /**
  * The training state that makes a run resumable: `<output_dir>/checkpoint-<step>/` holding the trained
  * networks' fp32 weights, the optimizer states (bitsandbytes' / torch's names), and state.json (step, epoch
- * position, generator offsets, the seed and the configuration fingerprint). Written under a temporary name and
+ * position, generator offsets, fp16's loss scale, the seed and the configuration fingerprint). Written under a temporary name and
  * renamed, so a run killed mid-save leaves the previous checkpoint intact.
  */
 import fs from 'fs';
@@ -27,6 +27,8 @@ export interface TrainingPosition extends TrainerState {
   textEncoderTraining: boolean;
   /** Hash of the options that must not change across a resume. */
   fingerprint: string;
+  /** mixed_precision fp16: steps skipped because a gradient overflowed (they do not advance the lr schedule). */
+  skippedSteps: number;
   /** Loss of every step so far (for the loss curve). */
   losses: Array<{ step: number; loss: number }>;
 }
@@ -91,7 +93,7 @@ export function loadTrainingState(dir: string): LoadedTrainingState {
   const stateFile = path.join(dir, 'state.json');
   let position: TrainingPosition;
   try {
-    position = JSON.parse(fs.readFileSync(stateFile, 'utf8'));
+    position = { skippedSteps: 0, ...JSON.parse(fs.readFileSync(stateFile, 'utf8')) }; // older states lack the count
   } catch (e) {
     throw new DbcoreError('EFORMAT', `unreadable training state: ${(e as Error).message}`, { file: stateFile, cause: e });
   }

@@ -113,7 +113,7 @@ function describe(key: TrainOptionKey): string {
 async function train(resolved: ReturnType<typeof loadTrainConfig>): Promise<void> {
   const bar = new SingleBar({
     stream: process.stderr,
-    format: 'train [{bar}] step {value}/{total} | loss {loss} | lr {lr} | {rate} s/step | ETA {eta_formatted}',
+    format: 'train [{bar}] step {value}/{total} | loss {loss} | lr {lr}{fp16} | {rate} s/step | ETA {eta_formatted}',
     noTTYOutput: true,
     notTTYSchedule: 10_000,
   }, Presets.shades_classic);
@@ -122,13 +122,15 @@ async function train(resolved: ReturnType<typeof loadTrainConfig>): Promise<void
   const result = await runTraining(resolved, {
     info: (m) => { stopBar(); process.stderr.write(`dbcore: ${m}\n`); },
     step: (r) => {
-      if (!started) bar.start(r.maxSteps, r.step - 1, { loss: '-', lr: '-', rate: '-' });
+      if (!started) bar.start(r.maxSteps, r.step - 1, { loss: '-', lr: '-', rate: '-', fp16: '' });
       started = true;
-      bar.update(r.step, { loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), rate: r.secondsPerStep.toFixed(2) });
+      const fp16 = r.fp16 ? ` | loss scale ${r.fp16.lossScale}${r.fp16.skippedSteps ? `, ${r.fp16.skippedSteps} skipped` : ''}` : '';
+      bar.update(r.step, { loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), rate: r.secondsPerStep.toFixed(2), fp16 });
     },
   });
   stopBar();
-  const lines = [`trained ${result.steps} step(s); outputs in ${result.outputDir}:`];
+  const skipped = result.skippedSteps !== undefined ? ` (${result.skippedSteps} skipped: fp16 gradient overflow)` : '';
+  const lines = [`trained ${result.steps} step(s)${skipped}; outputs in ${result.outputDir}:`];
   for (const s of result.saved) lines.push(`  model: ${s.folder}${s.singleFile ? ` and ${s.singleFile}` : ''}`);
   if (result.checkpoints.length) lines.push(`  resumable state: ${result.checkpoints[result.checkpoints.length - 1]}`);
   lines.push(`  log: ${result.log}`);
