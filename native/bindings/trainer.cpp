@@ -2,12 +2,15 @@
 // encoder trains), owning the optimizer states.
 //   new Trainer({unet, textEncoder?, scheduler, priorLossWeight, gradientAccumulationSteps, maxGradNorm,
 //                optimizer: {kind: 'adamw'|'adamw8bit', beta1, beta2, eps, weightDecay}, seed, clipSkip,
-//                trainTextEncoder, mixedPrecision: 'no'|'bf16'|'fp16',
+//                trainTextEncoder, mixedPrecision: 'no'|'bf16'|'fp16', fusedOptimizerStep?, gradientDtype?: 'fp32'|'bf16',
 //                lossScale?: {initScale, growthFactor, backoffFactor, growthInterval}})   (fp16: GradScaler's)
-//   accumulate({latents, context? | inputIds?, noise?, timesteps?, nInstance}, {returnPrediction?})
+//   accumulate({latents, context? | inputIds?, noise?, timesteps?, nInstance}, {returnPrediction?, lr?, dryRun?})
+//     (lr: the step's learning rate, needed by the fused step; dryRun: gradients discarded)
 //     → Promise<{loss, instanceLoss, priorLoss, prediction?, dprediction?}>
 //   apply(lr) → Promise<{gradNorm, clipCoef, skipped, lossScale}>          setTrainTextEncoder(on)
-//   state() → {optimizerSteps, noiseOffset, timestepOffset, lossScale?: {scale, growthTracker}}   setState({…})
+//   state() → {optimizerSteps, noiseOffset, timestepOffset, optimizerStateBytes, gradientBytes,
+//              gradientScratchBytes, lossScale?: {scale, growthTracker}}   setState({…})
+//   getGrad('unet.<name>' | 'text_encoder.<name>') → F32 copy
 //   optimizerState() → [{name, dtype, shape, data}] (copies)   loadOptimizerState([…]) (copies in)
 #include <cmath>
 #include <cstring>
@@ -73,6 +76,12 @@ TrainerConfig trainer_config_from_js(const Napi::Object& o) {
   DBCORE_CHECK(mp == "no" || mp == "bf16" || mp == "fp16", "EINVAL", "mixedPrecision '%s' must be no, bf16 or fp16", mp.c_str());
   c.compute = mp == "bf16" ? Precision::BF16 : mp == "fp16" ? Precision::F16 : Precision::F32;
   c.loss_scale = loss_scale_config_from_js(o.Get("lossScale"));
+  const std::string gd = get_string(o, "gradientDtype", "fp32", w);
+  DBCORE_CHECK(gd == "fp32" || gd == "bf16", "EINVAL", "gradientDtype '%s' must be fp32 or bf16", gd.c_str());
+  const bool fused = get_bool(o, "fusedOptimizerStep", false, w);
+  DBCORE_CHECK(!fused || gd == "fp32", "EINVAL",
+               "fusedOptimizerStep keeps no gradient block, so gradientDtype bf16 does not apply to it");
+  c.gradients = fused ? GradientMode::Fused : gd == "bf16" ? GradientMode::BF16 : GradientMode::F32;
   return c;
 }
 
@@ -85,6 +94,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
                         InstanceMethod("setTrainTextEncoder", &TrainerWrap::guard<&TrainerWrap::set_train_te>),
                         InstanceMethod("state", &TrainerWrap::guard<&TrainerWrap::state>),
                         InstanceMethod("setState", &TrainerWrap::guard<&TrainerWrap::set_state>),
+                        InstanceMethod("getGrad", &TrainerWrap::guard<&TrainerWrap::get_grad>),
                         InstanceMethod("optimizerState", &TrainerWrap::guard<&TrainerWrap::optimizer_state>),
                         InstanceMethod("loadOptimizerState", &TrainerWrap::guard<&TrainerWrap::load_optimizer_state>)});
   }
@@ -153,6 +163,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     const bool want_pred = get_bool(opts, "returnPrediction", false, "options");
     std::vector<Napi::Value> keep{b};
     TrainBatch batch;
+    batch.lr = get_number(opts, "lr", -1, "options");
+    batch.dry_run = get_bool(opts, "dryRun", false, "options");
     Tensor latents = tensor_from_js(b.Get("latents"), "batch.latents");
     check_dtype(latents, DType::F32, "batch.latents");
     check_rank(latents, 4, "batch.latents");
@@ -254,7 +266,18 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     r.Set("optimizerStateBytes", double(trainer_->optimizer().state_bytes()));
     if (trainer_->loss_scaler().enabled())
       r.Set("lossScale", loss_scale_state_to_js(info.Env(), trainer_->loss_scaler().state()));
+    r.Set("gradientBytes", double(trainer_->gradient_bytes()));
+    r.Set("gradientScratchBytes", double(trainer_->gradient_scratch_bytes()));
     return r;
+  }
+
+  Napi::Value get_grad(const Napi::CallbackInfo& info) {
+    check_idle();
+    DBCORE_CHECK(info.Length() > 0 && info[0].IsString(), "EINVAL", "getGrad(name): name must be a string");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    JsTensor out = new_js_tensor(info.Env(), DType::F32, trainer_->trained_entry(name).shape);
+    trainer_->read_gradient(name, out.tensor.f32());
+    return out.object;
   }
 
   Napi::Value set_state(const Napi::CallbackInfo& info) {

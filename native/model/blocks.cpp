@@ -29,12 +29,14 @@ void ResnetBlock::declare(ParamTable& t, const std::string& name, int in, int ou
   groups_ = groups;
   eps_ = eps;
   scale_ = output_scale_factor;
+  range_.begin = t.total();
   norm1_ = declare_norm(t, name + ".norm1", in);
   conv1_ = declare_conv(t, name + ".conv1", out, in, 3);
   if (temb_channels > 0) temb_proj_ = declare_linear(t, name + ".time_emb_proj", out, temb_channels);
   norm2_ = declare_norm(t, name + ".norm2", out);
   conv2_ = declare_conv(t, name + ".conv2", out, out, 3);
   if (in != out) shortcut_ = declare_conv(t, name + ".conv_shortcut", out, in, 1);
+  range_.end = t.total();
 }
 
 void ResnetBlock::compute(const Run& r, float* out, Saved& s) {
@@ -141,6 +143,7 @@ void Transformer2D::declare(ParamTable& t, const std::string& name, int channels
   inner_ = heads * head_dim;
   cross_ = cross_dim > 0 ? cross_dim : inner_;
   groups_ = groups;
+  range_.begin = t.total();
   norm_ = declare_norm(t, name + ".norm", C_);
   auto proj = [&](const std::string& n, int out, int in) {
     return linear_projection ? declare_linear(t, n, out, in) : declare_conv(t, n, out, in, 1);
@@ -166,6 +169,7 @@ void Transformer2D::declare(ParamTable& t, const std::string& name, int channels
     blocks_.push_back(bp);
   }
   proj_out_ = proj(name + ".proj_out", C_, inner_);
+  range_.end = t.total();
 }
 
 // h1 = h + attn1(norm1(h)); h2 = h1 + attn2(norm2(h1), context); y = h2 + ff(norm3(h2)).

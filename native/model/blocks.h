@@ -21,6 +21,7 @@ class ResnetBlock {
   // dx (N, in, H, W) =; dtemb_act (N, temb_channels) += (ignored when null).
   void backward(const Run& r, float* dx, float* dtemb_act, const float* dout);
   int out_channels() const { return out_; }
+  const ParamRange& params() const { return range_; }  // this block's parameters in the table
 
  private:
   struct Saved {
@@ -33,6 +34,7 @@ class ResnetBlock {
   int in_ = 0, out_ = 0, temb_ = 0, groups_ = 0;
   float eps_ = 1e-5f, scale_ = 1.f;
   WB norm1_, conv1_, temb_proj_, norm2_, conv2_, shortcut_;
+  ParamRange range_;
   int N_ = 0, H_ = 0, W_ = 0;
   Saved saved_;
 };
@@ -49,6 +51,7 @@ class Transformer2D {
   void forward(const Run& r, float* out, const float* x, const float* context, int N, int H, int W, int S);
   // dx =; dcontext += (N, S, cross_dim).
   void backward(const Run& r, float* dx, float* dcontext, const float* dout);
+  const ParamRange& params() const { return range_; }  // this block's parameters in the table
 
  private:
   struct BlockParams {
@@ -75,6 +78,7 @@ class Transformer2D {
 
   int C_ = 0, inner_ = 0, heads_ = 0, head_dim_ = 0, cross_ = 0, groups_ = 0;
   WB norm_, proj_in_, proj_out_;
+  ParamRange range_;
   std::vector<BlockParams> blocks_;
   int N_ = 0, H_ = 0, W_ = 0, S_ = 0;
   Saved saved_;

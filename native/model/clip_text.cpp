@@ -176,12 +176,17 @@ void ClipTextModel::backward(const float* dout) {
   const int C = cfg_.hidden_size;
   const int64_t MC = int64_t(M()) * C;
   scratch_.reset();
+  if (!sink_) store_.grads();
   float* dh = saved_.alloc_floats(MC);
   float* dh_prev = saved_.alloc_floats(MC);
+  begin_params(final_ln_w_, final_ln_b_ + C);
   ops::layernorm_backward(ctx_, dh, g(final_ln_w_), g(final_ln_b_), dout, hidden_[layers_run_], p(final_ln_w_),
                           final_mean_, final_rstd_, M(), C);
+  end_params();
   for (int l = layers_run_ - 1; l >= 0; --l) {
     scratch_.reset();
+    const LayerParams& lp = layers_[l];
+    begin_params(lp.k_w, lp.ln2_b + C);  // k_proj is declared first, layer_norm2 last
     LayerActs a;
     if (checkpointing_) {  // recompute this layer's activations from its saved input
       a = alloc_acts(scratch_);
@@ -190,12 +195,15 @@ void ClipTextModel::backward(const float* dout) {
     } else {
       a = acts_[l];
     }
-    layer_backward(layers_[l], dh_prev, dh, hidden_[l], a);
+    layer_backward(lp, dh_prev, dh, hidden_[l], a);
+    end_params();
     std::swap(dh, dh_prev);
   }
   // Embeddings: token rows accumulate per id, position rows sum over the batch.
+  begin_params(tok_emb_, pos_emb_ + int64_t(cfg_.max_position_embeddings) * C);
   ops::embedding_backward(ctx_, g(tok_emb_), dh, ids_, M(), C);
   for (int b = 0; b < B_; ++b) ops::add_inplace(ctx_, g(pos_emb_), dh + int64_t(b) * T_ * C, int64_t(T_) * C);
+  end_params();
   ids_ = nullptr;
 }
 

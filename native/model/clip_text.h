@@ -35,6 +35,8 @@ class ClipTextModel {
   ParamStore& store() { return store_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
   void set_compute_precision(Precision p) { ctx_.precision = p; }
+  // Where backward puts parameter gradients (grad_sink.h); null: the store's fp32 block.
+  void set_gradient_sink(GradientSink* sink) { sink_ = sink; }
   size_t activation_bytes() const { return saved_.high_water() + scratch_.high_water(); }
 
   // out (B, T, C): final_layer_norm of the hidden state after the first num_hidden_layers - (clip_skip - 1)
@@ -62,7 +64,14 @@ class ClipTextModel {
   void layer_forward(const LayerParams& lp, float* y, const float* x, LayerActs& a);
   void layer_backward(const LayerParams& lp, float* dx, const float* dy, const float* x, const LayerActs& a);
   float* p(int64_t offset) { return store_.param(offset); }
-  float* g(int64_t offset) { return store_.grad(offset); }
+  float* g(int64_t offset) { return sink_ ? sink_->grad(offset) : store_.grad(offset); }
+  // Brackets the backward of parameters [first, end) (grad_sink.h); temporaries come after the scratch.
+  void begin_params(int64_t first, int64_t end) {
+    if (sink_) sink_->begin(scratch_, {first, end});
+  }
+  void end_params() {
+    if (sink_) sink_->end();
+  }
   int M() const { return B_ * T_; }
 
   ClipTextConfig cfg_;
@@ -71,6 +80,7 @@ class ClipTextModel {
   std::vector<LayerParams> layers_;
   int64_t tok_emb_ = 0, pos_emb_ = 0, final_ln_w_ = 0, final_ln_b_ = 0;
   bool checkpointing_ = false;
+  GradientSink* sink_ = nullptr;
 
   // State of the last forward(for_backward = true).
   Arena saved_, scratch_;

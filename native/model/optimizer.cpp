@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "cpu/adam8bit.h"
-
 namespace dbcore {
 
 Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors)
@@ -71,7 +69,7 @@ void Optimizer::step_fused(float grad_coef, double lr) {
   cpu::adamw_clip_step_zero(active.data(), int(active.size()), grad_coef, h, steps_);
 }
 
-void Optimizer::step_8bit(double lr) {
+cpu::Adam8bitHyper Optimizer::hyper8(double lr) const {
   cpu::Adam8bitHyper h8;
   h8.lr = float(lr);
   h8.beta1 = float(cfg_.beta1);
@@ -79,6 +77,35 @@ void Optimizer::step_8bit(double lr) {
   h8.eps = float(cfg_.eps);
   h8.weight_decay = float(cfg_.weight_decay);
   h8.step = steps_;
+  return h8;
+}
+
+void Optimizer::update(size_t i, float* grad, int64_t begin, int64_t n, float clip_coef, double lr) {
+  const OptimizedTensor& t = tensors_[i];
+  State& s = states_[i];
+  DBCORE_CHECK(begin >= 0 && n >= 0 && begin + n <= t.n && begin % cpu::kAdam8bitBlockSize == 0, "EINVAL",
+               "optimizer: update of '%s' elements [%lld, %lld) out of its %lld", t.name.c_str(), (long long)begin,
+               (long long)(begin + n), (long long)t.n);
+  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
+    const cpu::AdamWTensor one{t.param + begin, s.m.data() + begin, s.v.data() + begin, grad, n};
+    const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+    cpu::adamw_clip_step_zero(&one, 1, clip_coef, h, steps_);
+    return;
+  }
+  if (clip_coef < 1.f) cpu::scale_all(&grad, &n, 1, clip_coef);
+  const cpu::Adam8bitHyper h8 = hyper8(lr);
+  if (s.eight_bit) {
+    const int64_t block = begin / cpu::kAdam8bitBlockSize;
+    cpu::adam8bit_blockwise_step(t.param + begin, s.code1.data() + begin, s.code2.data() + begin,
+                                 s.absmax1.data() + block, s.absmax2.data() + block, grad, cpu::kDynamicMapSigned,
+                                 cpu::kDynamicMapUnsigned, h8, n);
+  } else {
+    cpu::adam32bit_step(t.param + begin, s.m.data() + begin, s.v.data() + begin, grad, h8, n);
+  }
+}
+
+void Optimizer::step_8bit(double lr) {
+  const cpu::Adam8bitHyper h8 = hyper8(lr);
   for (size_t i = 0; i < tensors_.size(); ++i) {
     State& s = states_[i];
     const OptimizedTensor& t = tensors_[i];

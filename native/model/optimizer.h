@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "cpu/adam8bit.h"
 #include "cpu/optim.h"
 #include "loss_scaler.h"
 
@@ -48,6 +49,16 @@ class Optimizer {
   // Tensors whose name starts with `prefix` stop (or resume) being clipped and updated.
   void set_active(const std::string& prefix, bool active);
 
+  // Per-tensor updates from gradients held elsewhere (grad_sink.h: the fused step, bf16 gradients): begin_step()
+  // advances the step count once per step; update() runs that step on elements [begin, begin + n) of tensor i from
+  // grad (n floats, overwritten), scaled by clip_coef first as apply() does. begin: a multiple of
+  // cpu::kAdam8bitBlockSize. Element for element the same math as apply().
+  void begin_step() { ++steps_; }
+  void update(size_t i, float* grad, int64_t begin, int64_t n, float clip_coef, double lr);
+  size_t size() const { return tensors_.size(); }
+  const OptimizedTensor& tensor(size_t i) const { return tensors_[i]; }
+  bool active(size_t i) const { return states_[i].active; }
+
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
   std::vector<StateBuffer> state_buffers();
@@ -64,6 +75,7 @@ class Optimizer {
   void step_fused(float grad_coef, double lr);  // fp32 AdamW: gradients × grad_coef, update and zero in one pass
   void step_8bit(double lr);                     // AdamW8bit's update (gradients already clipped)
   void zero_grads(bool all);                     // every gradient, or those the fused pass did not zero
+  cpu::Adam8bitHyper hyper8(double lr) const;
   OptimizerConfig cfg_;
   std::vector<OptimizedTensor> tensors_;
   std::vector<State> states_;

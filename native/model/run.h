@@ -6,6 +6,7 @@
 
 #include "core/arena.h"
 #include "cpu/conv2d.h"
+#include "grad_sink.h"
 #include "ops/ops.h"
 #include "params.h"
 
@@ -24,9 +25,17 @@ struct Run {
   // Largest im2col workspace (floats) conv_forward may take; a convolution needing more runs in bands of output
   // rows. 0: no limit (one band).
   int64_t conv_workspace_limit = 0;
+  GradientSink* sink = nullptr;  // where parameter gradients go (null: the store's fp32 block)
 
   float* p(int64_t offset) const { return store->param(offset); }
-  float* g(int64_t offset) const { return store->grad(offset); }
+  float* g(int64_t offset) const { return sink ? sink->grad(offset) : store->grad(offset); }
+  // Brackets the backward of a parameter range (grad_sink.h); nothing without a sink.
+  void begin_params(const ParamRange& range) const {
+    if (sink) sink->begin(*work, range);
+  }
+  void end_params() const {
+    if (sink) sink->end();
+  }
   // Arena for a block's saved activations: `keep` while training without checkpointing, else `work`.
   Arena& acts_arena() const { return training && !checkpointing ? *keep : *work; }
 };

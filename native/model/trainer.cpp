@@ -1,8 +1,10 @@
 #include "trainer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
+#include "core/half.h"
 #include "core/rng.h"
 #include "cpu/loss.h"
 
@@ -12,11 +14,23 @@ namespace {
 // Timesteps come from a stream of their own so that their positions do not depend on the noise's size.
 constexpr uint64_t kTimestepStream = 0x7f4a7c159e3779b9ull;
 
-std::vector<OptimizedTensor> trained_tensors(ParamStore& store, const std::string& prefix) {
+// The fp32 gradient pointers only where the gradients live in the store's fp32 block (null otherwise).
+std::vector<OptimizedTensor> trained_tensors(ParamStore& store, const std::string& prefix, bool fp32_block) {
   std::vector<OptimizedTensor> out;
   for (const ParamEntry& e : store.table().entries())
-    out.push_back({prefix + e.name, store.param(e.offset), store.grad(e.offset), e.numel()});
+    out.push_back({prefix + e.name, store.param(e.offset), fp32_block ? store.grad(e.offset) : nullptr, e.numel()});
   return out;
+}
+
+void check_gradient_mode(const TrainerConfig& c) {
+  if (c.gradients != GradientMode::Fused) return;
+  DBCORE_CHECK(c.gradient_accumulation_steps == 1, "EINVAL",
+               "fused_optimizer_step needs gradient_accumulation_steps 1 (got %d): each parameter is updated as soon "
+               "as its gradient of one batch is complete, so there is no gradient to accumulate into",
+               c.gradient_accumulation_steps);
+  DBCORE_CHECK(c.compute != Precision::F16, "EINVAL",
+               "fused_optimizer_step does not work with mixed_precision fp16 yet: a step with non-finite gradients "
+               "must be skipped whole, but the fused step updates parameters before the last gradient is known");
 }
 }  // namespace
 
@@ -24,9 +38,11 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
     : unet_(unet), te_(text_encoder), cfg_(config), tables_(sched::make_tables(config.noise_schedule)) {
   DBCORE_CHECK(cfg_.gradient_accumulation_steps >= 1, "EINVAL", "gradient_accumulation_steps must be >= 1");
   DBCORE_CHECK(!cfg_.train_text_encoder || te_, "EINVAL", "train_text_encoder needs a text encoder");
-  std::vector<OptimizedTensor> tensors = trained_tensors(unet_.store(), "unet.");
+  check_gradient_mode(cfg_);
+  const bool fp32_block = cfg_.gradients == GradientMode::F32;
+  std::vector<OptimizedTensor> tensors = trained_tensors(unet_.store(), "unet.", fp32_block);
   if (cfg_.train_text_encoder) {
-    auto te = trained_tensors(te_->store(), "text_encoder.");
+    auto te = trained_tensors(te_->store(), "text_encoder.", fp32_block);
     tensors.insert(tensors.end(), te.begin(), te.end());
   }
   te_training_ = cfg_.train_text_encoder;
@@ -34,6 +50,69 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
   unet_.set_compute_precision(cfg_.compute);
   if (te_) te_->set_compute_precision(cfg_.compute);
   optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors));
+  unet_sink_ = std::make_unique<GradientSink>(cfg_.gradients, unet_.store(), optimizer_.get(), 0);
+  unet_sink_->set_step(&fused_);
+  unet_.set_gradient_sink(unet_sink_.get());
+  if (cfg_.train_text_encoder) {
+    te_sink_ = std::make_unique<GradientSink>(cfg_.gradients, te_->store(), optimizer_.get(),
+                                              unet_.store().table().entries().size());
+    te_sink_->set_step(&fused_);
+    te_->set_gradient_sink(te_sink_.get());
+  }
+}
+
+Trainer::~Trainer() {
+  unet_.set_gradient_sink(nullptr);
+  if (te_sink_) te_->set_gradient_sink(nullptr);
+}
+
+std::vector<GradientSink*> Trainer::sinks() const {
+  std::vector<GradientSink*> out{unet_sink_.get()};
+  if (te_sink_) out.push_back(te_sink_.get());
+  return out;
+}
+
+size_t Trainer::gradient_bytes() const {
+  size_t b = 0;
+  for (GradientSink* s : sinks()) b += s->block_bytes();
+  return b;
+}
+
+size_t Trainer::gradient_scratch_bytes() const {
+  size_t b = 0;
+  for (GradientSink* s : sinks()) b = std::max(b, s->scratch_bytes());
+  return b;
+}
+
+namespace {
+constexpr const char* kUnetPrefix = "unet.";
+constexpr const char* kTePrefix = "text_encoder.";
+bool has_prefix(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+}  // namespace
+
+GradientSink& Trainer::sink_of(const std::string& name) const {
+  if (has_prefix(name, kTePrefix) && te_sink_) return *te_sink_;
+  DBCORE_CHECK(has_prefix(name, kUnetPrefix), "EINVAL",
+               "'%s' is not a trained parameter (expected unet.<name> or text_encoder.<name>)", name.c_str());
+  return *unet_sink_;
+}
+
+const ParamEntry& Trainer::trained_entry(const std::string& name) const {
+  GradientSink& sink = sink_of(name);
+  return sink.table().at(name.substr(&sink == te_sink_.get() ? std::strlen(kTePrefix) : std::strlen(kUnetPrefix)));
+}
+
+void Trainer::read_gradient(const std::string& name, float* out) {
+  DBCORE_CHECK(cfg_.gradients != GradientMode::Fused, "ESTATE",
+               "gradient '%s': the fused optimizer step keeps no gradients", name.c_str());
+  const ParamEntry& e = trained_entry(name);
+  GradientSink& sink = sink_of(name);
+  if (cfg_.gradients == GradientMode::F32) {
+    std::copy(sink.grad(e.offset), sink.grad(e.offset) + e.numel(), out);
+  } else {
+    const uint16_t* g = sink.bf16_block() + e.offset;
+    for (int64_t i = 0; i < e.numel(); ++i) out[i] = bf16_to_float(g[i]);
+  }
 }
 
 void Trainer::set_train_text_encoder(bool on) {
@@ -73,8 +152,21 @@ double Trainer::loss_and_grad(const float* pred, const float* target, float* dpr
   return mse;
 }
 
+// Fused mode: the optimizer's step begins before backward, which updates each range as it completes.
+void Trainer::begin_fused_step(const TrainBatch& b) {
+  fused_ = FusedStep{};
+  fused_.discard = b.dry_run;
+  if (b.dry_run) return;
+  DBCORE_CHECK(b.lr >= 0 && std::isfinite(b.lr), "EINVAL",
+               "fused_optimizer_step: accumulate() needs the step's learning rate (lr = %g)", b.lr);
+  fused_.lr = b.lr;
+  fused_.max_norm = cfg_.max_grad_norm;
+  optimizer_->begin_step();
+}
+
 StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred_out) {
   check_batch(b);
+  if (cfg_.gradients == GradientMode::Fused) begin_fused_step(b);
   const int64_t per_row = int64_t(b.C) * b.H * b.W, n = per_row * b.B;
   noise_.resize(n);
   noisy_.resize(n);
@@ -127,14 +219,26 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
   } else {
     unet_.backward(nullptr, nullptr, dpred_.data());
   }
+  if (b.dry_run)
+    for (GradientSink* s : sinks()) s->zero();
+  else
+    fused_done_ = cfg_.gradients == GradientMode::Fused;
   return st;
 }
 
 AppliedStep Trainer::apply(double lr) {
-  const GradUnscale unscale = scaler_.unscale();
   AppliedStep r;
   r.loss_scale = scaler_.scale();
-  r.clip = optimizer_->apply(cfg_.max_grad_norm, lr, unscale);
+  const GradUnscale unscale = scaler_.unscale();
+  switch (cfg_.gradients) {
+    case GradientMode::F32: r.clip = optimizer_->apply(cfg_.max_grad_norm, lr, unscale); break;
+    case GradientMode::BF16: r.clip = apply_bf16_gradients(*optimizer_, sinks(), cfg_.max_grad_norm, lr, unscale); break;
+    case GradientMode::Fused:
+      DBCORE_CHECK(fused_done_, "ESTATE", "fused_optimizer_step: apply() without a step (call accumulate() first)");
+      fused_done_ = false;
+      r.clip = {std::sqrt(fused_.sum_sq), fused_.min_coef};
+      return r;  // fp16 is refused with the fused step
+  }
   r.skipped = unscale.skips(r.clip.total_norm);
   scaler_.update(r.skipped);
   return r;

@@ -308,11 +308,26 @@ void UNet::step_backward(const Run& r, const Step& s, float* dx, const float* dy
   }
 }
 
+// Each layer's parameters are declared contiguously (a conv: weight, then its bias of c_out).
+ParamRange UNet::step_params(const Step& s) const {
+  switch (s.kind) {
+    case Kind::Resnet: return s.resnet->params();
+    case Kind::Attention: return s.attention->params();
+    case Kind::Downsample:
+    case Kind::Upsample: return {s.conv->w, s.conv->b + s.c_out};
+    case Kind::ConvIn: return {conv_in_.w, conv_in_.b + s.c_out};
+    case Kind::Concat:
+    case Kind::Skip: break;
+  }
+  return {};
+}
+
 void UNet::backward(float* dsample, float* dcontext, const float* dout) {
   DBCORE_CHECK(ready_for_backward_, "ESTATE", "unet: backward() needs a forward(..., for_backward = true) first");
   ready_for_backward_ = false;
   Run r{ctx_, &store_, &keep_, &work_, true, checkpointing_};
-  store_.grads();
+  r.sink = sink_;
+  if (!sink_) store_.grads();
   work_.reset();
 
   // Gradient buffers: two ping-pong buffers of the largest activation, one per skip tensor, and the time
@@ -328,9 +343,13 @@ void UNet::backward(float* dsample, float* dcontext, const float* dout) {
   if (dcontext_) ops::fill_zero(ctx_, dcontext_, int64_t(N_) * S_ * cfg_.cross_attention_dim);
 
   int cur = 0;
+  r.begin_params({norm_out_.w, conv_out_.b + cfg_.out_channels});
   tail_backward(r, buf[cur], dout);
+  r.end_params();
   for (auto it = tape_.rbegin(); it != tape_.rend(); ++it) {
     const Step& s = *it;
+    const ParamRange params = step_params(s);
+    if (params.size() > 0) r.begin_params(params);
     if (s.kind == Kind::Skip) {  // the skip tensor's gradient joins the main path where it was produced
       ops::add_inplace(ctx_, buf[cur], dskips[s.skip], int64_t(N_) * s.c_in * s.h_in * s.w_in);
     } else if (s.kind == Kind::ConvIn) {
@@ -340,11 +359,14 @@ void UNet::backward(float* dsample, float* dcontext, const float* dout) {
       step_backward(r, s, buf[1 - cur], buf[cur], dskips);
       cur = 1 - cur;
     }
+    if (params.size() > 0) r.end_params();
   }
   if (dsample && cfg_.center_input_sample) ops::scale_inplace(ctx_, dsample, 2.f, int64_t(N_) * cfg_.in_channels * H_ * W_);
   // Time embedding: d temb_act accumulated by every resnet → linear_2, linear_1.
   ops::copy(ctx_, temb_act_, dtemb_act_accum_, int64_t(N_) * temb_dim_);
+  r.begin_params({lin1_.w, lin2_.b + temb_dim_});
   time_embedding_backward(r);
+  r.end_params();
   dcontext_ = nullptr;
 }
 

@@ -41,6 +41,8 @@ class UNet {
   ParamStore& store() { return store_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
   void set_compute_precision(Precision p) { ctx_.precision = p; }
+  // Where backward puts parameter gradients (grad_sink.h); null: the store's fp32 block.
+  void set_gradient_sink(GradientSink* sink) { sink_ = sink; }
   // Most activation and workspace memory any forward/backward so far has used (the arenas' high-water marks).
   size_t activation_bytes() const { return keep_.high_water() + work_.high_water(); }
 
@@ -79,6 +81,7 @@ class UNet {
   void tail_forward(const Run& r, float* out, const float* h, int C, int H, int W, const ActivationHook& hook);
   void tail_backward(const Run& r, float* dh, const float* dout);
   void step_backward(const Run& r, const Step& s, float* dx, const float* dy, std::vector<float*>& dskips);
+  ParamRange step_params(const Step& s) const;  // the parameters a step's backward completes (empty: none)
 
   UNetConfig cfg_;
   ops::Context ctx_;
@@ -88,6 +91,7 @@ class UNet {
   Block mid_;
   int temb_dim_ = 0;
   bool checkpointing_ = false;
+  GradientSink* sink_ = nullptr;
 
   // State of the last forward(for_backward = true).
   Arena keep_, work_;

@@ -19,6 +19,18 @@ export interface TrainerOptions {
   mixedPrecision?: 'no' | 'bf16' | 'fp16';
   /** fp16's loss scaling (torch.cuda.amp.GradScaler's defaults: 65536, 2, 0.5, 2000). */
   lossScale?: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number };
+  /** Each parameter range updated in backward as soon as its gradient is complete; no gradient block. */
+  fusedOptimizerStep?: boolean;
+  /** Storage of the gradient block (not with fusedOptimizerStep). */
+  gradientDtype?: 'fp32' | 'bf16';
+}
+
+export interface AccumulateOptions {
+  returnPrediction?: boolean;
+  /** The learning rate of the step this batch makes: needed by the fused optimizer step, ignored otherwise. */
+  lr?: number;
+  /** Gradients discarded (memory measurement): nothing is updated and the gradient block is left zero. */
+  dryRun?: boolean;
 }
 
 export interface TrainBatch {
@@ -70,6 +82,10 @@ export interface ApplyResult {
 /** state() also reports the memory the optimizer states take (not part of a saved position). */
 export interface TrainerStatus extends TrainerState {
   optimizerStateBytes: number;
+  /** The gradient block: 4 bytes per trained parameter (fp32), 2 (bf16), or 0 (fused step). */
+  gradientBytes: number;
+  /** The fp32 scratch of the largest parameter range seen so far (bf16 and fused modes; 0 for fp32). */
+  gradientScratchBytes: number;
 }
 
 export interface NamedStateTensor extends HostTensor {
@@ -77,8 +93,11 @@ export interface NamedStateTensor extends HostTensor {
 }
 
 export interface NativeTrainer {
-  accumulate(batch: TrainBatch, opts?: { returnPrediction?: boolean }): Promise<AccumulateResult>;
+  accumulate(batch: TrainBatch, opts?: AccumulateOptions): Promise<AccumulateResult>;
+  /** The optimizer step (fused step: only its norm and smallest per-tensor clip factor, the update ran in backward). */
   apply(lr: number): Promise<ApplyResult>;
+  /** A copy of the gradient of 'unet.<name>' or 'text_encoder.<name>' as F32 (not in the fused step). */
+  getGrad(name: string): HostTensor;
   setTrainTextEncoder(on: boolean): void;
   state(): TrainerStatus;
   setState(state: TrainerState): void;

@@ -94,13 +94,19 @@ async function memoryPlan(c: Config, model: PipelineModel, trainer: NativeTraine
   const states = trainer.state().optimizerStateBytes;
   const latents = dryBatch.latents;
   const rows = latents.shape[0];
-  await trainer.accumulate({ ...dryBatch, noise: { dtype: 'F32', shape: latents.shape, data: new Float32Array(latents.shape.reduce((a, b) => a * b, 1)) }, timesteps: { dtype: 'I32', shape: [rows], data: new Int32Array(rows) } });
-  model.unet.zeroGrad();
-  if (trainsTe) model.textEncoder.zeroGrad();
+  await trainer.accumulate({ ...dryBatch, noise: { dtype: 'F32', shape: latents.shape, data: new Float32Array(latents.shape.reduce((a, b) => a * b, 1)) }, timesteps: { dtype: 'I32', shape: [rows], data: new Int32Array(rows) } }, { dryRun: true });
   const activations = model.unet.activationBytes() + (trainsTe ? model.textEncoder.activationBytes() : 0);
-  return `memory plan: weights ${formatBytes(trained * 4)}, gradients ${formatBytes(trained * 4)}, optimizer states ${formatBytes(states)}` +
+  return `memory plan: weights ${formatBytes(trained * 4)}, ${gradientPlan(c, trainer)}, optimizer states ${formatBytes(states)}` +
     ` (${c.use_8bit_adam ? '8-bit AdamW' : 'AdamW fp32'}), activations and workspace ${formatBytes(activations)}` +
     ` (batch of ${rows} at ${latents.shape[3] * model.vaeScaleFactor}x${latents.shape[2] * model.vaeScaleFactor}${c.gradient_checkpointing ? ', gradient checkpointing' : ''})`;
+}
+
+/** The gradients' memory: the block (fp32, bf16 or none with the fused step) and the fp32 scratch of the largest range. */
+function gradientPlan(c: Config, trainer: NativeTrainer): string {
+  const { gradientBytes, gradientScratchBytes } = trainer.state();
+  const mode = c.fused_optimizer_step ? 'fused optimizer step, no gradient block' : `${c.gradient_dtype} block`;
+  const scratch = gradientScratchBytes > 0 ? ` + ${formatBytes(gradientScratchBytes)} scratch of the largest layer range` : '';
+  return `gradients ${formatBytes(gradientBytes)} (${mode})${scratch}`;
 }
 
 export async function runTraining(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainResult> {
@@ -186,12 +192,12 @@ class TrainingSession {
       for (let b = epoch === pos.epoch ? pos.batch : 0; b < plans.length; b++) {
         const { batch, nextOffset } = this.batchOf(plans[b], pos.latentOffset);
         pos.latentOffset = nextOffset;
-        lossSum += (await this.trainer.accumulate(batch)).loss;
+        // A skipped fp16 step does not advance the schedule (accelerate's scheduler skips with the optimizer).
+        const lr = lrOf(pos.step - pos.skippedSteps);
+        lossSum += (await this.trainer.accumulate(batch, { lr })).loss;
         micro += 1;
         // An optimizer step every gradient_accumulation_steps batches, and at the end of each epoch (accelerate).
         if (micro % c.gradient_accumulation_steps !== 0 && b !== plans.length - 1) continue;
-        // A skipped fp16 step does not advance the schedule (accelerate's scheduler skips with the optimizer).
-        const lr = lrOf(pos.step - pos.skippedSteps);
         const clip = await this.trainer.apply(lr);
         if (clip.skipped) pos.skippedSteps += 1;
         const loss = lossSum / micro;
@@ -331,6 +337,7 @@ function createRunTrainer(c: Config, model: PipelineModel, seed: number): Native
     gradientAccumulationSteps: c.gradient_accumulation_steps, maxGradNorm: c.max_grad_norm,
     optimizer: { kind: c.use_8bit_adam ? 'adamw8bit' : 'adamw', beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.adam_weight_decay },
     seed, clipSkip: c.clip_skip, trainTextEncoder: c.train_text_encoder, mixedPrecision: c.mixed_precision,
+    fusedOptimizerStep: c.fused_optimizer_step, gradientDtype: c.gradient_dtype,
   });
 }
 

@@ -1,0 +1,153 @@
+#include "grad_sink.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/half.h"
+#include "cpu/adam8bit.h"
+
+namespace dbcore {
+
+namespace {
+// bf16 gradients are converted to fp32 in chunks of this many elements (a multiple of the 8-bit state block).
+constexpr int64_t kConvertChunk = int64_t(cpu::kAdam8bitBlockSize) * 1024;
+
+// dst[i] = bf16(bf16 dst[i] + src[i]), rounded to nearest even.
+void add_into_bf16(uint16_t* dst, const float* src, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(bf16_to_float(dst[i]) + src[i]);
+}
+
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+}
+}  // namespace
+
+GradientSink::GradientSink(GradientMode mode, ParamStore& store, Optimizer* optimizer, size_t first_tensor)
+    : mode_(mode), store_(store), optimizer_(optimizer), first_tensor_(first_tensor) {
+  DBCORE_CHECK(mode_ == GradientMode::F32 || optimizer_, "EINVAL", "gradient sink: bf16 and fused modes need the optimizer");
+  if (mode_ == GradientMode::F32) store_.grads();
+  if (mode_ == GradientMode::BF16) {
+    bf16_.assign(store_.table().total(), 0);
+    int64_t largest = 0;
+    for (const ParamEntry& e : store_.table().entries()) largest = std::max(largest, e.numel());
+    convert_.assign(size_t(std::min(largest, kConvertChunk)), 0.f);
+  }
+}
+
+float* GradientSink::grad(int64_t offset) {
+  if (mode_ == GradientMode::F32) return store_.grad(offset);
+  DBCORE_CHECK(open_ && offset >= range_.begin && offset < range_.end, "ESTATE",
+               "gradient sink: parameter at offset %lld written outside its backward range [%lld, %lld)",
+               (long long)offset, (long long)range_.begin, (long long)range_.end);
+  return scratch_ + (offset - range_.begin);
+}
+
+void GradientSink::begin(Arena& work, const ParamRange& range) {
+  if (mode_ == GradientMode::F32) return;
+  DBCORE_CHECK(range.begin >= 0 && range.end <= store_.table().total() && range.size() > 0, "EINVAL",
+               "gradient sink: range [%lld, %lld) outside the parameter table", (long long)range.begin,
+               (long long)range.end);
+  arena_ = &work;
+  mark_ = work.mark();
+  scratch_ = work.alloc_floats(range.size());
+  std::fill(scratch_, scratch_ + range.size(), 0.f);
+  range_ = range;
+  open_ = true;
+  scratch_high_water_ = std::max(scratch_high_water_, range.size());
+}
+
+void GradientSink::end() {
+  if (mode_ == GradientMode::F32) return;
+  DBCORE_CHECK(open_, "ESTATE", "gradient sink: end() without begin()");
+  open_ = false;
+  if (mode_ == GradientMode::BF16)
+    add_into_bf16(bf16_.data() + range_.begin, scratch_, range_.size());
+  else
+    update_fused_range();
+  arena_->release(mark_);
+}
+
+// Each table entry inside the range is one optimizer tensor: per-tensor norm, its clip factor, the update.
+void GradientSink::update_fused_range() {
+  DBCORE_CHECK(step_, "ESTATE", "fused optimizer step: backward ran without the step's learning rate");
+  if (step_->discard) return;
+  const std::vector<ParamEntry>& entries = store_.table().entries();
+  auto first = std::lower_bound(entries.begin(), entries.end(), range_.begin,
+                                [](const ParamEntry& e, int64_t off) { return e.offset < off; });
+  for (auto e = first; e != entries.end() && e->offset < range_.end; ++e) {
+    const size_t i = first_tensor_ + size_t(e - entries.begin());
+    if (!optimizer_->active(i)) continue;
+    float* g = scratch_ + (e->offset - range_.begin);
+    const double sq = cpu::sum_of_squares(g, e->numel());
+    const double coef = step_->max_norm > 0 ? cpu::clip_coefficient(std::sqrt(sq), step_->max_norm) : 1.0;
+    step_->sum_sq += sq;
+    step_->min_coef = std::min(step_->min_coef, coef);
+    optimizer_->update(i, g, 0, e->numel(), float(coef), step_->lr);
+  }
+}
+
+size_t GradientSink::block_bytes() const {
+  switch (mode_) {
+    case GradientMode::F32: return size_t(store_.table().total()) * 4;
+    case GradientMode::BF16: return bf16_.size() * 2;
+    case GradientMode::Fused: return 0;
+  }
+  return 0;
+}
+
+void GradientSink::zero() {
+  if (mode_ == GradientMode::F32) store_.zero_grads();
+  std::fill(bf16_.begin(), bf16_.end(), uint16_t(0));
+}
+
+// Calls f(tensor index, bf16 gradient, sink) for every optimizer tensor, in order.
+template <class F>
+void for_each_bf16_tensor(const std::vector<GradientSink*>& sinks, F f) {
+  size_t i = 0;
+  for (GradientSink* s : sinks)
+    for (const ParamEntry& e : s->table().entries()) f(i++, s->bf16_block() + e.offset, *s);
+}
+
+cpu::ClipResult apply_bf16_gradients(Optimizer& optimizer, const std::vector<GradientSink*>& sinks, double max_norm,
+                                     double lr, const GradUnscale& unscale) {
+  size_t count = 0;
+  for (GradientSink* s : sinks) {
+    DBCORE_CHECK(s->mode() == GradientMode::BF16, "EINVAL", "apply_bf16_gradients: a sink is not in bf16 mode");
+    count += s->table().entries().size();
+  }
+  DBCORE_CHECK(count == optimizer.size(), "EINVAL", "apply_bf16_gradients: %zu gradients for %zu tensors", count,
+               optimizer.size());
+  // Each tensor's gradient in chunks converted to fp32 in the sink's buffer: f(chunk, begin, n).
+  auto chunks = [&](size_t i, const uint16_t* g, GradientSink& s, auto&& f) {
+    const int64_t len = optimizer.tensor(i).n;
+    for (int64_t b = 0; b < len; b += kConvertChunk) {
+      const int64_t n = std::min(kConvertChunk, len - b);
+      bf16_to_f32(s.convert_buffer(), g + b, n);
+      f(s.convert_buffer(), b, n);
+    }
+  };
+  double sum_sq = 0;
+  for_each_bf16_tensor(sinks, [&](size_t i, const uint16_t* g, GradientSink& s) {
+    if (optimizer.active(i))
+      chunks(i, g, s, [&](float* c, int64_t, int64_t n) { sum_sq += cpu::sum_of_squares(c, n); });
+  });
+  // The norm of the unscaled gradients (fp16 loss scaling: the stored ones carry the scale).
+  cpu::ClipResult clip{std::sqrt(sum_sq) * unscale.inv_scale, 1.0};
+  if (max_norm > 0) clip.coef = cpu::clip_coefficient(clip.total_norm, max_norm);
+  if (unscale.skips(clip.total_norm)) {
+    for (GradientSink* s : sinks) s->zero();
+    return clip;
+  }
+  const float grad_coef = float(clip.coef) * unscale.inv_scale;
+  optimizer.begin_step();
+  for_each_bf16_tensor(sinks, [&](size_t i, const uint16_t* g, GradientSink& s) {
+    if (optimizer.active(i))
+      chunks(i, g, s, [&](float* c, int64_t b, int64_t n) { optimizer.update(i, c, b, n, grad_coef, lr); });
+  });
+  for (GradientSink* s : sinks) s->zero();
+  return clip;
+}
+
+}  // namespace dbcore
