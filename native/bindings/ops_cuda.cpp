@@ -204,6 +204,14 @@ Precision precision_arg(DeviceCall& c, size_t k) {
   return static_cast<Precision>(p);
 }
 
+// args k, k+1: tile (0 auto, 1 small, 2 large) and forceScalar (cuda_backend.h's GemmPath).
+cuda::GemmPath gemm_path(DeviceCall& c, size_t k) {
+  const int64_t tile = c.integer(k);
+  DBCORE_CHECK(tile >= 0 && tile <= 2, "EINVAL", "tile must be 0 (auto), 1 (small) or 2 (large), got %lld",
+               static_cast<long long>(tile));
+  return {static_cast<cuda::GemmTile>(tile), c.flag(k + 1)};
+}
+
 int64_t product(std::initializer_list<int64_t> dims) {
   int64_t p = 1;
   for (int64_t d : dims) p *= d;
@@ -317,6 +325,31 @@ const std::map<std::string, Entry>& kernels() {
          float* C = beta == 0.f ? c.out<F>(0, product({M, N})) : c.inout<F>(0, product({M, N}));
          cuda::sgemm(ta, tb, M, N, K, F(c.number(8)), c.in<F>(1, product({M, K})), ta ? M : K, c.in<F>(2, product({K, N})), tb ? K : N,
                      beta, C, N, precision_arg(c, 10)); }},
+      {"sgemm_ex", [](DeviceCall& c) {
+         // args: {out|inout: C}, A, B, transA, transB, M, N, K, alpha, beta, lda, ldb, ldc, strideA, strideB, strideC,
+         //       batch, precision, bias (N) | null, tile (0 auto, 1 small, 2 large), forceScalar.
+         // Each operand holds (batch − 1)·stride + rows·ld elements; ld must cover the row width.
+         bool ta = c.flag(3), tb = c.flag(4);
+         int M = c.dim(5), N = c.dim(6), K = c.dim(7), lda = c.dim(10), ldb = c.dim(11), ldc = c.dim(12), batch = c.dim(16);
+         int64_t sa = c.integer(13), sb = c.integer(14), sc = c.integer(15);
+         DBCORE_CHECK(lda >= (ta ? M : K) && ldb >= (tb ? K : N) && ldc >= N, "ESHAPE", "sgemm_ex: a leading dimension is below its row width");
+         const auto span = [batch](int64_t stride, int64_t rows, int64_t ld) { return batch ? (batch - 1) * stride + rows * ld : 0; };
+         float beta = F(c.number(9));
+         float* C = beta == 0.f ? c.out<F>(0, span(sc, M, ldc)) : c.inout<F>(0, span(sc, M, ldc));
+         const float* A = c.in<F>(1, span(sa, ta ? K : M, lda));
+         const float* B = c.in<F>(2, span(sb, tb ? N : K, ldb));
+         cuda::GemmEpilogue epilogue{c.is_null(18) ? nullptr : c.in<F>(18, N)};
+         cuda::sgemm_batched(ta, tb, M, N, K, F(c.number(8)), A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, precision_arg(c, 17),
+                             epilogue, gemm_path(c, 19)); }},
+      {"linear_geglu_forward", [](DeviceCall& c) {
+         // args: out (M, F), pre (M, 2F), inp, weight (2F, IC), bias (2F) | null, M, IC, F, precision, tile, forceScalar
+         int M = c.dim(5), IC = c.dim(6), Fd = c.dim(7);
+         float* o = c.out<F>(0, product({M, Fd}));
+         float* pre = c.out<F>(1, product({M, 2, Fd}));
+         const float* inp = c.in<F>(2, product({M, IC}));
+         const float* w = c.in<F>(3, product({2, Fd, IC}));
+         const float* bias = c.is_null(4) ? nullptr : c.in<F>(4, product({2, Fd}));
+         cuda::linear_geglu_forward(o, pre, inp, w, bias, M, IC, Fd, precision_arg(c, 8), gemm_path(c, 9)); }},
       {"linear_forward", [](DeviceCall& c) {
          // args: out, inp, weight, bias (or null), M, IC, OC, precision
          int M = c.dim(4), IC = c.dim(5), OC = c.dim(6);
@@ -346,13 +379,15 @@ const std::map<std::string, Entry>& kernels() {
                                   c.flag(15)); }},
       // Timings for scripts/bench-cuda.js: the kernel alone (inputs already on the device), median ms by CUDA events.
       {"time_sgemm", [](DeviceCall& c) {
-         // args: A (M, K), B (N, K) (the Linear layout: C = A·Bᵀ), M, N, K, precision, reps
+         // args: A (M, K), B (N, K) (the Linear layout: C = A·Bᵀ), M, N, K, precision, reps, out C,
+         //       [tile (0 auto, 1 small, 2 large), forceScalar]
          int M = c.dim(2), N = c.dim(3), K = c.dim(4);
          const float* A = c.in<F>(0, product({M, K}));
          const float* B = c.in<F>(1, product({N, K}));
          float* C = c.out<F>(7, product({M, N}));
          Precision p = precision_arg(c, 5);
-         c.set_value(cuda::time_ms([&] { cuda::sgemm(false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, p); }, 2, c.dim(6))); }},
+         const cuda::GemmPath path = c.size() > 8 ? gemm_path(c, 8) : cuda::GemmPath{};
+         c.set_value(cuda::time_ms([&] { cuda::sgemm(false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, p, {}, path); }, 2, c.dim(6))); }},
       {"time_attention", [](DeviceCall& c) {
          // args: q, k, v (B, T, NH·D), B, T, NH, D, reps, out, lse
          int B = c.dim(3), T = c.dim(4), NH = c.dim(5), D = c.dim(6);

@@ -2,6 +2,7 @@
 //   ops.linear(inp (…, IC), weight (OC, IC), bias (OC) | null) → out (…, OC)
 //   ops.linearBackward(dout (…, OC), inp (…, IC), weight, {hasBias, inputGrad, dweight?, dbias?})
 //     → {dinp?, dweight, dbias?}; dweight/dbias start at zero unless given (then they accumulate, +=).
+//   ops.linearGeglu(inp (…, IC), weight (2F, IC), bias (2F) | null) → {out (…, F), pre (…, 2F)}
 #include "cpu/linear.h"
 #include "js_tensor.h"
 #include "op_args.h"
@@ -41,6 +42,24 @@ DBCORE_OP(linear) {
   JsTensor out = new_js_tensor(info.Env(), DType::F32, with_last_dim(inp.shape, d.OC));
   cpu::linear_forward(out.tensor.f32(), inp.f32(), weight.f32(), bias.as<float>(), d.M, d.IC, d.OC);
   return out.object;
+}
+
+DBCORE_OP(linearGeglu) {
+  Tensor inp = tensor_arg(info, 0, "linearGeglu: inp", DType::F32);
+  Tensor weight = tensor_arg(info, 1, "linearGeglu: weight", DType::F32);
+  Tensor bias = optional_f32_arg(info, 2, "linearGeglu: bias");
+  LinearDims d = linear_dims(inp, weight, "linearGeglu");
+  DBCORE_CHECK(d.OC % 2 == 0, "ESHAPE", "linearGeglu: weight %s must have an even number of rows (2F)",
+               weight.describe().c_str());
+  if (bias.data) check_shape(bias, {d.OC}, "linearGeglu: bias");
+  JsTensor out = new_js_tensor(info.Env(), DType::F32, with_last_dim(inp.shape, d.OC / 2));
+  JsTensor pre = new_js_tensor(info.Env(), DType::F32, with_last_dim(inp.shape, d.OC));
+  cpu::linear_geglu_forward(out.tensor.f32(), pre.tensor.f32(), inp.f32(), weight.f32(), bias.as<float>(), d.M, d.IC,
+                            d.OC / 2);
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("out", out.object);
+  result.Set("pre", pre.object);
+  return result;
 }
 
 DBCORE_OP(linearBackward) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "activation.h"
 #include "core/parallel.h"
 #include "gemm.h"
 
@@ -43,6 +44,12 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     beta = 1.f;
   }
   sgemm(false, true, M, OC, IC, 1.f, inp, IC, weight, IC, beta, out, OC, precision);
+}
+
+void linear_geglu_forward(float* out, float* pre, const float* inp, const float* weight, const float* bias, int M,
+                          int IC, int F, Precision precision) {
+  linear_forward(pre, inp, weight, bias, M, IC, 2 * F, precision);
+  geglu_forward(out, pre, M, F);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

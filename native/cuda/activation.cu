@@ -12,8 +12,7 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 constexpr float kQuickGeluAlpha = 1.702f;  // ref: transformers QuickGELUActivation
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
-// Exact GELU x·Φ(x) and its derivative Φ(x) + x·φ(x).
-__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * kInvSqrt2)); }
+// Derivative of the exact GELU (common.cuh's gelu): Φ(x) + x·φ(x).
 __device__ __forceinline__ float gelu_grad(float x) {
   return 0.5f * (1.f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
 }

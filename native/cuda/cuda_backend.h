@@ -108,18 +108,35 @@ void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, flo
                              int64_t n);
 void adam32bit_step(float* param, float* m, float* v, const float* grad, const Adam8bitHyper& h, int64_t n);
 
-// cpu/gemm.h: row-major C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C (beta == 0: C is not read).
+// cpu/gemm.h: row-major C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C (beta == 0: C is not read),
+// plus the epilogue's terms: bias (N) added to every row (after alpha, before beta · C).
+struct GemmEpilogue {
+  const float* bias = nullptr;  // per output column, or null
+};
+// Which tensor-core kernel a product takes: Auto picks the tile by the grid size and float4 loads where pointers,
+// leading dimensions and extents allow (native/cuda/gemm.cu); tests and benchmarks force a path. F32 ignores it.
+enum class GemmTile { Auto, Small, Large };
+struct GemmPath {
+  GemmTile tile = GemmTile::Auto;
+  bool force_scalar = false;  // bounds-checked scalar loads and stores even where vectors are allowed
+};
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-           int ldb, float beta, float* C, int ldc, Precision precision = Precision::F32);
+           int ldb, float beta, float* C, int ldc, Precision precision = Precision::F32,
+           const GemmEpilogue& epilogue = {}, const GemmPath& path = {});
 void sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                    long stride_a, const float* B, int ldb, long stride_b, float beta, float* C, int ldc,
-                   long stride_c, int batch, Precision precision = Precision::F32);
+                   long stride_c, int batch, Precision precision = Precision::F32, const GemmEpilogue& epilogue = {},
+                   const GemmPath& path = {});
 
 // cpu/linear.h
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC,
                     Precision precision = Precision::F32);
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int M, int IC, int OC, Precision precision = Precision::F32);
+// Linear into pre (M, 2F) then GEGLU into out (M, F), fused in the GEMM's epilogue on the tensor cores
+// (native/cuda/gemm.cu); pre is kept for geglu_backward.
+void linear_geglu_forward(float* out, float* pre, const float* inp, const float* weight, const float* bias, int M,
+                          int IC, int F, Precision precision = Precision::F32, const GemmPath& path = {});
 
 // cpu/attention.h (fp32 flash attention: online softmax, O(T) memory, lse saved for backward).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,

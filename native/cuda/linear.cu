@@ -1,6 +1,7 @@
 // Fully connected layer on the CUDA GEMM, twin of native/cpu/linear.cpp (ref: torch.nn.Linear).
 // Dimension letters: M rows (tokens), IC in, OC out features. Accumulation: dweight, dbias +=; dinp = (skipped when
-// null). The products take the caller's precision (autocast); the bias add and its gradient are fp32.
+// null). The products take the caller's precision (autocast); the bias add (GEMM epilogue) and its gradient
+// are fp32.
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -9,11 +10,6 @@ namespace dbcore::cuda {
 namespace {
 
 constexpr int kRowsPerColumnBlock = 64;
-
-// out (M, OC) += bias (OC) broadcast over rows.
-__global__ void add_row_bias_kernel(float* out, const float* bias, int64_t M, int OC) {
-  DBCORE_GRID_STRIDE(i, M * OC) out[i] += bias[i % OC];
-}
 
 // dbias (OC) += Σ_m dout (M, OC): thread (column, chunk of rows), one atomicAdd per thread.
 __global__ void column_sum_kernel(float* dbias, const float* dout, int M, int OC) {
@@ -29,12 +25,8 @@ __global__ void column_sum_kernel(float* dbias, const float* dout, int M, int OC
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int M, int IC, int OC,
                     Precision precision) {
-  // out = inp · weightᵀ
-  sgemm(false, true, M, OC, IC, 1.f, inp, IC, weight, IC, 0.f, out, OC, precision);
-  if (bias && static_cast<int64_t>(M) * OC > 0) {
-    add_row_bias_kernel<<<blocks_for(static_cast<int64_t>(M) * OC), kThreads>>>(out, bias, M, OC);
-    DBCORE_CUDA_CHECK_LAUNCH();
-  }
+  // out = inp · weightᵀ + bias, the bias added in the GEMM's epilogue (no second pass over out)
+  sgemm(false, true, M, OC, IC, 1.f, inp, IC, weight, IC, 0.f, out, OC, precision, GemmEpilogue{bias});
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

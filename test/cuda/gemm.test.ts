@@ -9,7 +9,7 @@
  *  - bf16 inputs: 2⁻⁸ instead of 2⁻¹¹, 8x more: ≈ 3.2e-3; bound 8e-3.
  */
 import { clone, cuda, describeGpu, expectClose, FP16, FP32, BF16, inout, ops, out, randn } from './cuda-helpers';
-import { HostTensor } from '../../ts/engine/tensor';
+import { asFloat32, HostTensor } from '../../ts/engine/tensor';
 
 const TOL = { [FP32]: 1e-5, [FP16]: 1e-3, [BF16]: 8e-3 } as Record<number, number>;
 const NAME = { [FP32]: 'fp32', [FP16]: 'fp16', [BF16]: 'bf16' } as Record<number, string>;
@@ -73,4 +73,111 @@ describeGpu('CUDA linear', () => {
     expectClose(dw, g.dweight, TOL[precision], 'dweight');
     expectClose(db, g.dbias, 1e-5, 'dbias');
   });
+});
+
+/**
+ * The tensor-core kernel's paths, forced through sgemm_ex's tile and forceScalar arguments (and reached by shape:
+ * K or M/N not a multiple of 4, or a leading dimension not a multiple of 4, take the scalar loads anyway), against
+ * a float64 product of the same operands. Operands are laid out with leading dimensions and batch strides larger
+ * than the rows, so every index formula is exercised; the gaps must stay unread and unwritten.
+ */
+interface GemmCase {
+  ta: boolean; tb: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; pad?: number;
+  batch?: number; bias?: boolean; precision: number; tile: number; scalar: boolean;
+}
+
+/** A tensor of `count` floats: random normal values. */
+const randFlat = (count: number) => randn([Math.max(count, 0)]);
+
+function runGemmCase(c: GemmCase): number {
+  const { ta, tb, M, N, K, precision, tile, scalar } = c;
+  const alpha = c.alpha ?? 1, beta = c.beta ?? 0, pad = c.pad ?? 0, batch = c.batch ?? 1;
+  const [rowsA, colsA] = ta ? [K, M] : [M, K], [rowsB, colsB] = tb ? [N, K] : [K, N];
+  const lda = colsA + pad, ldb = colsB + pad, ldc = N + pad;
+  const gap = pad ? 5 : 0;  // batch strides beyond the matrix
+  const sa = rowsA * lda + gap, sb = rowsB * ldb + gap, sc = M * ldc + gap;
+  const span = (s: number, rows: number, ld: number) => (batch - 1) * s + rows * ld;
+  const A = randFlat(span(sa, rowsA, lda)), B = randFlat(span(sb, rowsB, ldb));
+  const C0 = randFlat(span(sc, M, ldc)), bias = c.bias ? randn([N]) : null;
+  const a = asFloat32(A), b = asFloat32(B), c0 = asFloat32(C0), bv = bias && asFloat32(bias);
+  const cArg = beta === 0 ? out([C0.shape[0]]) : inout(clone(C0));
+  const [C] = cuda('sgemm_ex', [cArg, A, B, ta, tb, M, N, K, alpha, beta, lda, ldb, ldc, sa, sb, sc, batch, precision,
+    bias, tile, scalar]);
+  const got = asFloat32(C);
+  // Reference over the logical elements; everything else in C must be untouched (NaN-poisoned when beta = 0).
+  const ref = new Float32Array(batch * M * N), res = new Float32Array(batch * M * N);
+  const written = new Uint8Array(got.length);
+  for (let z = 0; z < batch; z++) for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+    let s = 0;
+    for (let k = 0; k < K; k++) {
+      const av = ta ? a[z * sa + k * lda + m] : a[z * sa + m * lda + k];
+      const bw = tb ? b[z * sb + n * ldb + k] : b[z * sb + k * ldb + n];
+      s += av * bw;
+    }
+    const at = z * sc + m * ldc + n;
+    ref[(z * M + m) * N + n] = alpha * s + (bv ? bv[n] : 0) + beta * c0[at];
+    res[(z * M + m) * N + n] = got[at];
+    written[at] = 1;
+  }
+  for (let i = 0; i < got.length; i++) {
+    if (written[i]) continue;
+    const untouched = beta === 0 ? Number.isNaN(got[i]) : got[i] === c0[i];
+    if (!untouched) throw new Error(`sgemm_ex wrote C[${i}] outside the matrix`);
+  }
+  const shape = [batch * M * N];
+  return expectClose({ dtype: 'F32', shape, data: res.buffer }, { dtype: 'F32', shape, data: ref.buffer },
+    TOL[precision], `sgemm_ex ${JSON.stringify(c)}`);
+}
+
+const TILE = { auto: 0, small: 1, large: 2 };
+const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [true, false], [false, true], [true, true]];
+
+describeGpu('CUDA sgemm paths', () => {
+  // [M, N, K]: odd everything (scalar loads whatever is asked), multiples of 4 (float4 loads), ragged tile edges
+  // with aligned K (float4 loads, partial tiles), K not a multiple of the 32-deep k-tile, K = 0 (bias/beta only).
+  const shapes: Array<[number, number, number]> = [[77, 133, 129], [64, 96, 128], [130, 250, 36], [33, 20, 4], [5, 9, 0]];
+  for (const precision of [FP32, FP16, BF16]) for (const [tileName, tile] of [['small', TILE.small], ['large', TILE.large]] as const) {
+    for (const scalar of [false, true]) {
+      test(`${NAME[precision]} ${tileName} tile, ${scalar ? 'scalar' : 'vector where allowed'}: all transposes, odd and aligned shapes`, () => {
+        const errs: number[] = [];
+        for (const [M, N, K] of shapes) for (const [ta, tb] of TRANSPOSES) {
+          errs.push(runGemmCase({ ta, tb, M, N, K, precision, tile, scalar }));
+        }
+        expect(Math.max(...errs)).toBeLessThanOrEqual(TOL[precision]);
+      });
+      test(`${NAME[precision]} ${tileName} tile, ${scalar ? 'scalar' : 'vector where allowed'}: wide leading dimensions, batch gaps, beta 0 / 1, bias`, () => {
+        for (const [ta, tb] of TRANSPOSES) for (const pad of [3, 4]) {  // pad 4 keeps float4 loads, pad 3 breaks them
+          runGemmCase({ ta, tb, M: 70, N: 68, K: 96, pad, batch: 3, beta: 1, bias: true, precision, tile, scalar });
+          runGemmCase({ ta, tb, M: 45, N: 36, K: 40, pad, batch: 2, beta: 0, alpha: 0.5, precision, tile, scalar });
+        }
+      });
+    }
+  }
+
+  test.each([FP32, FP16, BF16])('auto path (precision %i): residual add C = A·B + C and bias on UNet-sized shapes', (precision) => {
+    for (const [M, N, K] of [[1024, 640, 64], [256, 1280, 32]]) {
+      runGemmCase({ ta: false, tb: true, M, N, K, beta: 1, bias: true, precision, tile: TILE.auto, scalar: false });
+    }
+  });
+});
+
+/**
+ * Fused Linear + GEGLU against the CPU twin (ops.linearGeglu: linear then geglu). pre carries the product's error
+ * (the GEMM bounds); out = hidden · gelu(gate) multiplies two such values, so its relative error is at most about
+ * the sum of both factors' (|x·gelu'(x)/gelu(x)| ≤ ~1.2 for the values that dominate the norm): twice the bound.
+ */
+describeGpu('CUDA linear_geglu_forward', () => {
+  const cases: Array<[number, number, number]> = [[77, 45, 33], [64, 64, 160], [130, 96, 81], [3, 8, 200]];
+  for (const precision of [FP32, FP16, BF16]) for (const [tileName, tile] of [['auto', TILE.auto], ['small', TILE.small], ['large', TILE.large]] as const) {
+    test(`${NAME[precision]} ${tileName} tile: out and pre equal linear then geglu`, () => {
+      for (const [M, IC, F] of cases) for (const withBias of [true, false]) for (const scalar of [false, true]) {
+        const x = randn([M, IC]), w = randn([2 * F, IC], 0.1), b = withBias ? randn([2 * F]) : null;
+        const ref = ops.linearGeglu(x, w, b);
+        const [o, pre] = cuda('linear_geglu_forward', [out([M, F]), out([M, 2 * F]), x, w, b, M, IC, F, precision, tile, scalar]);
+        const what = `${NAME[precision]} M=${M} IC=${IC} F=${F} bias=${withBias} scalar=${scalar}`;
+        expectClose(pre, ref.pre, TOL[precision], `pre ${what}`);
+        expectClose(o, ref.out, 2 * TOL[precision], `out ${what}`);
+      }
+    });
+  }
 });

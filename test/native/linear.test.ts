@@ -65,3 +65,33 @@ describe('linear', () => {
     );
   });
 });
+
+describe('linearGeglu (CPU twin of cuda::linear_geglu_forward)', () => {
+  const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+  // JS has no erf: Numerical Recipes' erfcc Chebyshev fit of erfc (|error| < 1.2e-7, far below the 1e-5 bound).
+  function erf(x: number): number {
+    const z = Math.abs(x), t = 1 / (1 + 0.5 * z);
+    const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+      t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+    return x >= 0 ? 1 - r : r - 1;
+  }
+
+  test.each([[1, 3, 1, true], [7, 13, 5, true], [10, 33, 17, false]])(
+    'M=%i IC=%i F=%i bias=%s: pre = linear, out = hidden · gelu(gate) (float64 loop, rel err < 1e-5)',
+    (M, IC, F, withBias) => {
+      const inp = randn([M, IC]), weight = randn([2 * F, IC]), bias = withBias ? randn([2 * F]) : null;
+      const { out, pre } = ops.linearGeglu(inp, weight, bias);
+      expect(out.shape).toEqual([M, F]);
+      expect(pre.shape).toEqual([M, 2 * F]);
+      const refPre = refLinear(asFloat32(inp), asFloat32(weight), bias && asFloat32(bias), M, IC, 2 * F);
+      const refOut = new Float64Array(M * F);
+      for (let m = 0; m < M; m++) for (let f = 0; f < F; f++) refOut[m * F + f] = refPre[m * 2 * F + f] * gelu(refPre[m * 2 * F + F + f]);
+      expect(maxRelErr(asFloat32(pre), refPre)).toBeLessThan(1e-5);
+      expect(maxRelErr(asFloat32(out), refOut)).toBeLessThan(1e-5);
+    },
+  );
+
+  test('an odd number of weight rows is refused', () => {
+    expect(() => ops.linearGeglu(randn([2, 3]), randn([5, 3]), null)).toThrow(/even number of rows/);
+  });
+});

@@ -68,6 +68,8 @@ export interface NativeOps {
   // parameter gradients, or accumulate (+=) into `dweight`/`dbias` when given.
   linear(inp: HostTensor, weight: HostTensor, bias: HostTensor | null): HostTensor;
   linearBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, opts?: BackwardOptions): BackwardGrads;
+  /** Linear to 2F features then GEGLU: pre (…, 2F) = [hidden | gate], out (…, F) = hidden · gelu(gate). */
+  linearGeglu(inp: HostTensor, weight: HostTensor, bias: HostTensor | null): { out: HostTensor; pre: HostTensor };
   conv2d(inp: HostTensor, weight: HostTensor, bias: HostTensor | null, opts?: Conv2dOptions): HostTensor;
   conv2dBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, opts?: Conv2dOptions & BackwardOptions): BackwardGrads;
   groupNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { groups?: number; eps?: number }): NormResult;
@@ -142,6 +144,12 @@ export interface NativeOps {
    */
   cudaRun(kernel: string, args: CudaArg[]): Array<HostTensor | number>;
   cudaKernels(): string[];
+  // The CUDA GEMM's index math, host-compiled (ops_gemm_tile.cpp, native/cuda/gemm_tile.h): I32 tensors.
+  gemmTileLayout(rows: number, width: number): HostTensor;
+  gemmLdmatrixRows(operandA: boolean, kMajor: boolean, mn: number, kk: number): HostTensor;
+  gemmGegluColumns(blockN: number, tileN: number): HostTensor;
+  gemmPlan(q: { M: number; N: number; batch: number; smCount: number; largeM: number; largeN: number;
+    address: number; ld: number; stride: number; contiguous: number }): { largeTile: boolean; float4Loads: boolean };
   // Each kernel family adds its functions here.
   [name: string]: (...args: any[]) => any;
 }
