@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_gemm_simt_kernel(P p, GemmD
 
 // Σ over the K slices in slice order (deterministic), then the epilogue. ws[s][img][m][n].
 template <class P>
-__global__ void conv_split_reduce_kernel(P p, GemmDesc g) {
+__global__ void __launch_bounds__(kThreads) conv_split_reduce_kernel(P p, GemmDesc g) {
   const int64_t per_slice = static_cast<int64_t>(g.batch) * g.M * g.Ncols, mn = static_cast<int64_t>(g.M) * g.Ncols;
   DBCORE_GRID_STRIDE(i, per_slice) {
     float sum = 0.f;
