@@ -6,7 +6,9 @@
 //   ops.conv2dImplicitGemmViews(inp, weight, dout, {stride, pad}) → the operands of the CUDA implicit GEMM
 //     (cuda/conv_index.h), gathered on the CPU through the kernels' own index functions (a test of that math):
 //     {forwardA (OC, C·KK), forwardB (N, C·KK, OHW), dgradA (C, OC·KK), dgradB (N, OC·KK, HW),
-//      wgradA (OC, P), wgradB (P, C·KK)}; padding and taps that miss a pixel read 0.
+//      wgradA (OC, P), wgradB (P, C·KK), split: {forward, dgrad, wgrad: {slices, chunk}}}; padding and taps that
+//     miss a pixel read 0; split is the kernels' split-K plan (plan_split) of each product.
+#include <utility>
 #include <vector>
 
 #include "cpu/conv2d.h"
@@ -135,6 +137,16 @@ DBCORE_OP(conv2dImplicitGemmViews) {
   r.Set("wgradB", gather_b(env, x, 0, 1, P, CKK, {P, CKK}, [&](int p) { return wgrad_k_entry(d, p); },
                            [&](int n) { return wgrad_col_entry(d, n); },
                            [&](const KEntry& e, const ColEntry& c) { return wgrad_b_offset(d, e, c); }).object);
+  Napi::Object split = Napi::Object::New(env);
+  const std::pair<const char*, ConvGemm> products[] = {
+      {"forward", forward_gemm(d)}, {"dgrad", dgrad_gemm(d)}, {"wgrad", wgrad_gemm(d)}};
+  for (const auto& [name, gemm] : products) {
+    Napi::Object plan = Napi::Object::New(env);
+    plan.Set("slices", gemm.split.slices);
+    plan.Set("chunk", gemm.split.chunk);
+    split.Set(name, plan);
+  }
+  r.Set("split", split);
   return r;
 }
 

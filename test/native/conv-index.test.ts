@@ -110,6 +110,31 @@ describe('CUDA conv2d implicit-GEMM index math (on the CPU)', () => {
     expect(maxRelErr(asFloat32(grads.dweight), dw)).toBeLessThan(1e-5);
   });
 
+  // plan_split (conv_index.h): the output tiles (128 x 128) times the batch should reach 264 blocks; K is cut into
+  // slices of a multiple of 256 (whole K tiles of both kernels), none empty, never more than K / 256 rounded up.
+  test.each([
+    // [what, shape, expected {forward, dgrad, wgrad} slices]
+    ['tiny: K too short to split', { N: 1, C: 3, H: 5, W: 5, OC: 4, KH: 3, KW: 3, stride: 1, pad: 1 }, [1, 1, 1]],
+    ['3x3 64→70 at 9x10', { N: 1, C: 64, H: 9, W: 10, OC: 70, KH: 3, KW: 3, stride: 1, pad: 1 }, [3, 3, 1]],
+    ['3x3 320 at 32²', { N: 1, C: 320, H: 32, W: 32, OC: 320, KH: 3, KW: 3, stride: 1, pad: 1 }, [6, 6, 4]],
+    ['3x3 1280 at 8²', { N: 1, C: 1280, H: 8, W: 8, OC: 1280, KH: 3, KW: 3, stride: 1, pad: 1 }, [23, 23, 1]],
+    ['3x3 320 at 64², batch 8: enough tiles', { N: 8, C: 320, H: 64, W: 64, OC: 320, KH: 3, KW: 3, stride: 1, pad: 1 }, [1, 1, 4]],
+  ] as Array<[string, Case, number[]]>)('split-K plan, %s', (_name, s, expected) => {
+    const { OH, OW } = outSize(s), KK = s.KH * s.KW;
+    const v = ops.conv2dImplicitGemmViews(randn([s.N, s.C, s.H, s.W]), randn([s.OC, s.C, s.KH, s.KW]), randn([s.N, s.OC, OH, OW]),
+      { stride: s.stride, pad: s.pad });
+    const K = { forward: s.C * KK, dgrad: s.OC * KK, wgrad: s.N * OH * OW };
+    const got = (['forward', 'dgrad', 'wgrad'] as const).map((p) => {
+      const { slices, chunk } = v.split[p];
+      expect(slices * chunk).toBeGreaterThanOrEqual(K[p]);       // covers K
+      expect((slices - 1) * chunk).toBeLessThan(K[p]);           // the last slice is not empty
+      if (slices > 1) expect(chunk % 256).toBe(0);               // whole K tiles per slice
+      expect(slices).toBeLessThanOrEqual(Math.ceil(K[p] / 256));
+      return slices;
+    });
+    expect(got).toEqual(expected);
+  });
+
   test('the views export rejects a dout of the wrong shape', () => {
     const inp = randn([1, 2, 5, 5]), weight = randn([3, 2, 3, 3]);
     expect(() => ops.conv2dImplicitGemmViews(inp, weight, randn([1, 3, 5, 5]), { pad: 0 })).toThrow(

@@ -163,6 +163,8 @@ export interface Conv2dGemmViews {
   dgradB: HostTensor;    // (N, OC·KK, H·W)
   wgradA: HostTensor;    // (OC, P)
   wgradB: HostTensor;    // (P, C·KK)
+  /** The kernels' split-K plan of each product: K cut into `slices` ranges of `chunk` (the last one shorter). */
+  split: Record<'forward' | 'dgrad' | 'wgrad', { slices: number; chunk: number }>;
 }
 
 /** Options of a layer's backward export: which gradients to compute, and tensors to accumulate into. */
