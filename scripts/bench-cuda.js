@@ -6,8 +6,11 @@
 // native/cuda/gemm.cu (auto; small 64x64 and large 128x128 tiles, each with float4 and with scalar loads), TFLOP/s
 // against a simple roofline min(peak, intensity · bandwidth), with the peaks measured on an H200 of this workplace
 // (KINDS.md: bf16 dense ≈ 790 TFLOP/s, copy ≈ 4.3 TB/s) and the datasheet's ≈ 67 TFLOP/s for fp32 SIMT.
-// Attention: fp32 forward at 4096 tokens (8 heads of 40, SD 1.5's first level). Prints one table; `--json FILE`
-// also writes the numbers.
+// Attention: fp32 forward at 4096 tokens (8 heads of 40, SD 1.5's first level). Convolution: SD 1.5's conv shapes
+// at a 64x64 latent (batch 1) through the implicit-GEMM kernels (native/cuda/conv2d.cu), forward, input gradient
+// (dgrad) and weight gradient (wgrad) in fp32/fp16/bf16, TFLOP/s (2·N·OC·OH·OW·C·KH·KW per pass);
+// bench/torch/conv_bench.py times the same shapes with cuDNN. Prints the tables; `--json FILE` also writes the
+// numbers; `--conv-only` skips GEMM and attention.
 const fs = require('fs');
 const path = require('path');
 // The addon as loadAddon() finds it (build/Release, else a matching prebuild), without the TypeScript build.
@@ -28,6 +31,30 @@ const GEMMS = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'bench', 'ge
 // Tensor-core paths: [name, tile (0 auto, 1 small, 2 large), forceScalar]
 const PATHS = [['auto', 0, false], ['small', 1, false], ['large', 2, false], ['small scalar', 1, true],
   ['large scalar', 2, true]];
+
+// SD 1.5 UNet convolutions at a 64x64 latent: [what, C, OC, H (= W), kernel, stride, pad].
+const CONVS = [
+  ['conv_in 4→320 64²', 4, 320, 64, 3, 1, 1],
+  ['3x3 320 64²', 320, 320, 64, 3, 1, 1],
+  ['down 320 s2 64²→32²', 320, 320, 64, 3, 2, 1],
+  ['3x3 320→640 32²', 320, 640, 32, 3, 1, 1],
+  ['3x3 640 32²', 640, 640, 32, 3, 1, 1],
+  ['1x1 320→640 32²', 320, 640, 32, 1, 1, 0],
+  ['down 640 s2 32²→16²', 640, 640, 32, 3, 2, 1],
+  ['3x3 640→1280 16²', 640, 1280, 16, 3, 1, 1],
+  ['3x3 1280 16²', 1280, 1280, 16, 3, 1, 1],
+  ['1x1 640→1280 16²', 640, 1280, 16, 1, 1, 0],
+  ['down 1280 s2 16²→8²', 1280, 1280, 16, 3, 2, 1],
+  ['3x3 1280 8²', 1280, 1280, 8, 3, 1, 1],
+  ['3x3 2560→1280 8² (up)', 2560, 1280, 8, 3, 1, 1],
+  ['1x1 2560→1280 8² (up)', 2560, 1280, 8, 1, 1, 0],
+  ['3x3 1920→640 32² (up)', 1920, 640, 32, 3, 1, 1],
+  ['3x3 960→320 64² (up)', 960, 320, 64, 3, 1, 1],
+  ['1x1 960→320 64² (up)', 960, 320, 64, 1, 1, 0],
+  ['1x1 320 64² (proj_in)', 320, 320, 64, 1, 1, 0],
+  ['conv_out 320→4 64²', 320, 4, 64, 3, 1, 1],
+];
+const PASSES = ['forward', 'dgrad', 'wgrad'];
 
 function randn(shape, seed) {
   return ops.randn(shape, seed);
@@ -53,21 +80,50 @@ function attentionRow(T, NH, D) {
   return { what: `attention fwd fp32 T=${T} NH=${NH} D=${D}`, ms, tflops: flops / (ms * 1e-3) / 1e12 };
 }
 
-const rows = [];
-for (const g of GEMMS) {
-  const operands = { a: randn([g[1], g[3]], 1), b: randn([g[2], g[3]], 2) };  // made once per shape
-  rows.push(gemmRow(g, operands, 0, PATHS[0]));
-  for (const p of [1, 2]) for (const gemmPath of PATHS) rows.push(gemmRow(g, operands, p, gemmPath));
+// Rows of one conv shape: every pass at every precision, the tensors made once.
+function convRows([what, C, OC, HW, k, stride, pad]) {
+  const N = 1, OHW = Math.floor((HW + 2 * pad - k) / stride) + 1;
+  const inp = randn([N, C, HW, HW], 6), weight = randn([OC, C, k, k], 7), dout = randn([N, OC, OHW, OHW], 8);
+  const flops = 2 * N * OC * OHW * OHW * C * k * k;
+  const rows = [];
+  for (const precision of [0, 1, 2])
+    for (let pass = 0; pass < 3; pass++) {
+      const r = ops.cudaRun('time_conv2d', [inp, weight, dout, N, C, HW, HW, OC, k, k, stride, pad, precision, pass, 10]);
+      const ms = r[r.length - 1];
+      rows.push({ what, N, C, OC, H: HW, W: HW, kernel: k, stride, pad, pass: PASSES[pass], precision: NAMES[precision],
+        ms, tflops: flops / (ms * 1e-3) / 1e12, ofPeak: flops / (ms * 1e-3) / PEAK[precision] });
+    }
+  return rows;
 }
-const attn = [attentionRow(4096, 8, 40), attentionRow(1024, 8, 80)];
+
+const convOnly = process.argv.includes('--conv-only');
+const rows = [];
+if (!convOnly) {
+  for (const g of GEMMS) {
+    const operands = { a: randn([g[1], g[3]], 1), b: randn([g[2], g[3]], 2) };  // made once per shape
+    rows.push(gemmRow(g, operands, 0, PATHS[0]));
+    for (const p of [1, 2]) for (const gemmPath of PATHS) rows.push(gemmRow(g, operands, p, gemmPath));
+  }
+}
+const attn = convOnly ? [] : [attentionRow(4096, 8, 40), attentionRow(1024, 8, 80)];
+const convs = CONVS.flatMap(convRows);
 
 const pad = (s, n) => String(s).padEnd(n);
 console.log(`GPU: ${info.name} (compute ${info.computeCapability}), driver ${info.driverVersion}`);
-console.log(pad('GEMM (C = A·Bᵀ)', 22) + pad('M×N×K', 18) + pad('prec', 6) + pad('path', 14) + pad('ms', 10) + pad('TFLOP/s', 10) + pad('roof', 8) + '% roof');
-for (const r of rows) {
-  console.log(pad(r.what, 22) + pad(`${r.M}×${r.N}×${r.K}`, 18) + pad(r.precision, 6) + pad(r.path, 14) + pad(r.ms.toFixed(3), 10) +
-    pad(r.tflops.toFixed(1), 10) + pad(r.roofTflops.toFixed(0), 8) + (100 * r.ofRoof).toFixed(1));
+if (!convOnly) {
+  console.log(pad('GEMM (C = A·Bᵀ)', 22) + pad('M×N×K', 18) + pad('prec', 6) + pad('path', 14) + pad('ms', 10) + pad('TFLOP/s', 10) + pad('roof', 8) + '% roof');
+  for (const r of rows) {
+    console.log(pad(r.what, 22) + pad(`${r.M}×${r.N}×${r.K}`, 18) + pad(r.precision, 6) + pad(r.path, 14) + pad(r.ms.toFixed(3), 10) +
+      pad(r.tflops.toFixed(1), 10) + pad(r.roofTflops.toFixed(0), 8) + (100 * r.ofRoof).toFixed(1));
+  }
 }
 for (const a of attn) console.log(pad(a.what, 40) + pad(`${a.ms.toFixed(3)} ms`, 14) + `${a.tflops.toFixed(2)} TFLOP/s`);
+console.log(pad('conv2d (batch 1)', 26) + pad('pass', 9) + pad('prec', 6) + pad('ms', 10) + pad('TFLOP/s', 10) + '% peak');
+for (const r of convs) {
+  console.log(pad(r.what, 26) + pad(r.pass, 9) + pad(r.precision, 6) + pad(r.ms.toFixed(3), 10) + pad(r.tflops.toFixed(1), 10) +
+    (100 * r.ofPeak).toFixed(1));
+}
 const jsonAt = process.argv.indexOf('--json');
-if (jsonAt > 0) fs.writeFileSync(process.argv[jsonAt + 1], JSON.stringify({ gpu: info, gemm: rows, attention: attn }, null, 2));
+if (jsonAt > 0) {
+  fs.writeFileSync(process.argv[jsonAt + 1], JSON.stringify({ gpu: info, gemm: rows, attention: attn, conv2d: convs }, null, 2));
+}

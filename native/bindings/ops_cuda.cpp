@@ -125,6 +125,13 @@ class DeviceCall {
 
   bool is_null(size_t k) { return arg(k).IsNull() || arg(k).IsUndefined(); }
 
+  // Zero-filled device memory owned by this call and never copied back (a kernel's workspace).
+  float* scratch(size_t floats) {
+    buffers_.push_back(std::make_unique<DeviceBuffer>(floats * sizeof(float)));
+    if (floats) cuda::fill_bytes(buffers_.back()->get(), 0, floats * sizeof(float));
+    return static_cast<float*>(buffers_.back()->get());
+  }
+
   void set_value(double v) { value_ = v, has_value_ = true; }
 
   Napi::Array results() {
@@ -217,6 +224,17 @@ int64_t product(std::initializer_list<int64_t> dims) {
   for (int64_t d : dims) p *= d;
   return p;
 }
+
+// The convolution shape from the 9 arguments N, C, H, W, OC, KH, KW, stride, pad starting at k (checked).
+cpu::Conv2dShape conv_shape_arg(DeviceCall& c, size_t k) {
+  cpu::Conv2dShape s{c.dim(k), c.dim(k + 1), c.dim(k + 2), c.dim(k + 3), c.dim(k + 4), c.dim(k + 5), c.dim(k + 6),
+                     c.dim(k + 7), c.dim(k + 8)};
+  cpu::check_conv2d_shape(s);
+  return s;
+}
+int64_t conv_in_numel(const cpu::Conv2dShape& s) { return product({s.N, s.C, s.H, s.W}); }
+int64_t conv_out_numel(const cpu::Conv2dShape& s) { return product({s.N, s.OC, s.OH(), s.OW()}); }
+int64_t conv_weight_numel(const cpu::Conv2dShape& s) { return product({s.OC, s.C, s.KH, s.KW}); }
 
 // Each entry reads the sizes first, then the tensors with the element counts the kernel touches.
 const std::map<std::string, Entry>& kernels() {
@@ -363,6 +381,24 @@ const std::map<std::string, Entry>& kernels() {
          int M = c.dim(6), IC = c.dim(7), OC = c.dim(8);
          cuda::linear_backward(c.out<F>(0, product({M, IC})), c.inout<F>(1, product({OC, IC})), c.inout<F>(2, OC), c.in<F>(3, product({M, OC})),
                                c.in<F>(4, product({M, IC})), c.in<F>(5, product({OC, IC})), M, IC, OC, precision_arg(c, 9)); }},
+      // conv2d.h: shape arguments N, C, H, W, OC, KH, KW, stride, pad; the workspace is allocated per call
+      {"conv2d_forward", [](DeviceCall& c) {
+         // args: out, inp, weight, bias (or null), N, C, H, W, OC, KH, KW, stride, pad, precision
+         cpu::Conv2dShape s = conv_shape_arg(c, 4);
+         float* out = c.out<F>(0, conv_out_numel(s));
+         const float* inp = c.in<F>(1, conv_in_numel(s));
+         const float* w = c.in<F>(2, conv_weight_numel(s));
+         const float* bias = c.is_null(3) ? nullptr : c.in<F>(3, s.OC);
+         cuda::conv2d_forward(out, inp, w, bias, c.scratch(cuda::conv2d_workspace_floats(s)), s, precision_arg(c, 13)); }},
+      {"conv2d_backward", [](DeviceCall& c) {
+         // args: out dinp (or null), {inout: dweight} (or null), {inout: dbias} (or null), dout, inp, weight,
+         //       N, C, H, W, OC, KH, KW, stride, pad, precision
+         cpu::Conv2dShape s = conv_shape_arg(c, 6);
+         float* dinp = c.is_null(0) ? nullptr : c.out<F>(0, conv_in_numel(s));
+         float* dw = c.is_null(1) ? nullptr : c.inout<F>(1, conv_weight_numel(s));
+         float* db = c.is_null(2) ? nullptr : c.inout<F>(2, s.OC);
+         cuda::conv2d_backward(dinp, dw, db, c.in<F>(3, conv_out_numel(s)), c.in<F>(4, conv_in_numel(s)), c.in<F>(5, conv_weight_numel(s)),
+                               c.scratch(cuda::conv2d_workspace_floats(s)), s, precision_arg(c, 15)); }},
       // attention.h
       {"attention_forward", [](DeviceCall& c) {
          // args: out, lse, q, k, v, B, Tq, Tk, NH, D, scale, causal
@@ -388,6 +424,23 @@ const std::map<std::string, Entry>& kernels() {
          Precision p = precision_arg(c, 5);
          const cuda::GemmPath path = c.size() > 8 ? gemm_path(c, 8) : cuda::GemmPath{};
          c.set_value(cuda::time_ms([&] { cuda::sgemm(false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, p, {}, path); }, 2, c.dim(6))); }},
+      {"time_conv2d", [](DeviceCall& c) {
+         // args: inp, weight, dout, N, C, H, W, OC, KH, KW, stride, pad, precision, pass (0 forward, 1 input
+         //       gradient, 2 weight gradient), reps
+         cpu::Conv2dShape s = conv_shape_arg(c, 3);
+         const float* inp = c.in<F>(0, conv_in_numel(s));
+         const float* w = c.in<F>(1, conv_weight_numel(s));
+         const float* dout = c.in<F>(2, conv_out_numel(s));
+         const Precision p = precision_arg(c, 12);
+         const int64_t pass = c.integer(13);
+         DBCORE_CHECK(pass >= 0 && pass <= 2, "EINVAL", "time_conv2d: pass must be 0, 1 or 2, got %lld", static_cast<long long>(pass));
+         float* ws = c.scratch(cuda::conv2d_workspace_floats(s));
+         float* result = c.scratch(static_cast<size_t>(pass == 0 ? conv_out_numel(s) : pass == 1 ? conv_in_numel(s) : conv_weight_numel(s)));
+         c.set_value(cuda::time_ms([&] {
+           if (pass == 0) cuda::conv2d_forward(result, inp, w, nullptr, ws, s, p);
+           else if (pass == 1) cuda::conv2d_backward(result, nullptr, nullptr, dout, inp, w, ws, s, p);
+           else cuda::conv2d_backward(nullptr, result, nullptr, dout, inp, w, ws, s, p);
+         }, 2, c.dim(14))); }},
       {"time_attention", [](DeviceCall& c) {
          // args: q, k, v (B, T, NH·D), B, T, NH, D, reps, out, lse
          int B = c.dim(3), T = c.dim(4), NH = c.dim(5), D = c.dim(6);

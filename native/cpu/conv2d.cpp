@@ -25,15 +25,6 @@ constexpr long kParallelMin = 1 << 15;  // below this many elements a loop runs 
 
 bool is_pointwise(const Conv2dShape& s) { return s.KH == 1 && s.KW == 1 && s.stride == 1 && s.pad == 0; }
 
-void check_conv_shape(const Conv2dShape& s) {
-  DBCORE_CHECK(s.N >= 0 && s.C > 0 && s.OC > 0 && s.KH > 0 && s.KW > 0 && s.stride > 0 && s.pad >= 0, "EINVAL",
-               "conv2d: invalid shape N=%d C=%d OC=%d kernel %dx%d stride %d pad %d", s.N, s.C, s.OC, s.KH, s.KW,
-               s.stride, s.pad);
-  DBCORE_CHECK(s.H + 2 * s.pad >= s.KH && s.W + 2 * s.pad >= s.KW, "ESHAPE",
-               "conv2d: kernel %dx%d is larger than the padded input %dx%d", s.KH, s.KW, s.H + 2 * s.pad,
-               s.W + 2 * s.pad);
-}
-
 // Output columns ow whose input column ow·stride - pad + kw lies inside [0, W): the range [lo, hi).
 void valid_columns(const Conv2dShape& s, int kw, int* lo, int* hi) {
   const int first = s.pad - kw;  // ow·stride >= first
@@ -128,7 +119,7 @@ size_t conv2d_workspace_floats(const Conv2dShape& s) {
 
 void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* workspace,
                     const Conv2dShape& s, Precision precision) {
-  check_conv_shape(s);
+  check_conv2d_shape(s);
   const int CKK = s.C * s.KH * s.KW;
   const long HW = static_cast<long>(s.H) * s.W, OHW = static_cast<long>(s.OH()) * s.OW();
   for (int n = 0; n < s.N; ++n) {
@@ -147,7 +138,7 @@ void conv2d_forward(float* out, const float* inp, const float* weight, const flo
 
 void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, float* workspace, const Conv2dShape& s, Precision precision) {
-  check_conv_shape(s);
+  check_conv2d_shape(s);
   const int CKK = s.C * s.KH * s.KW;
   const long HW = static_cast<long>(s.H) * s.W, OHW = static_cast<long>(s.OH()) * s.OW();
   const int ohw = static_cast<int>(OHW);

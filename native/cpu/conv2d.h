@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 
+#include "core/error.h"
 #include "core/precision.h"
 
 namespace dbcore::cpu {
@@ -13,6 +14,16 @@ struct Conv2dShape {
   int OH() const { return (H + 2 * pad - KH) / stride + 1; }
   int OW() const { return (W + 2 * pad - KW) / stride + 1; }
 };
+
+// Throws EINVAL / ESHAPE for a shape no convolution has (shared by the CPU and CUDA kernels).
+inline void check_conv2d_shape(const Conv2dShape& s) {
+  DBCORE_CHECK(s.N >= 0 && s.C > 0 && s.OC > 0 && s.KH > 0 && s.KW > 0 && s.stride > 0 && s.pad >= 0, "EINVAL",
+               "conv2d: invalid shape N=%d C=%d OC=%d kernel %dx%d stride %d pad %d", s.N, s.C, s.OC, s.KH, s.KW,
+               s.stride, s.pad);
+  DBCORE_CHECK(s.H + 2 * s.pad >= s.KH && s.W + 2 * s.pad >= s.KW, "ESHAPE",
+               "conv2d: kernel %dx%d is larger than the padded input %dx%d", s.KH, s.KW, s.H + 2 * s.pad,
+               s.W + 2 * s.pad);
+}
 
 // Floats of scratch memory the two functions below need (allocated once by the caller, reused every call).
 size_t conv2d_workspace_floats(const Conv2dShape& s);

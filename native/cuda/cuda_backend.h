@@ -8,6 +8,7 @@
 
 #include "core/precision.h"
 #include "cpu/adam8bit.h"
+#include "cpu/conv2d.h"
 #include "cpu/optim.h"
 
 namespace dbcore::cuda {
@@ -137,6 +138,15 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // (native/cuda/gemm.cu); pre is kept for geglu_backward.
 void linear_geglu_forward(float* out, float* pre, const float* inp, const float* weight, const float* bias, int M,
                           int IC, int F, Precision precision = Precision::F32, const GemmPath& path = {});
+
+// cpu/conv2d.h (implicit GEMM, conv2d.cu). The workspace (conv2d_workspace_floats, this backend's own size, 0 when
+// no product of the shape is split over K) holds split-K partial sums; results never depend on scheduling.
+void conv2d_forward(float* out, const float* inp, const float* weight, const float* bias, float* workspace,
+                    const cpu::Conv2dShape& s, Precision precision = Precision::F32);
+void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, float* workspace, const cpu::Conv2dShape& s,
+                     Precision precision = Precision::F32);
+size_t conv2d_workspace_floats(const cpu::Conv2dShape& s);
 
 // cpu/attention.h (fp32 flash attention: online softmax, O(T) memory, lse saved for backward).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,

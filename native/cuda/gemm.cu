@@ -31,6 +31,7 @@
 #include "common.cuh"
 #include "cuda_backend.h"
 #include "gemm_tile.h"
+#include "mma.cuh"
 
 namespace dbcore::cuda {
 
@@ -117,57 +118,12 @@ __global__ void __launch_bounds__(kSimtThreads) sgemm_simt_kernel(GemmArgs g) {
 }
 
 // ---- tensor cores: instruction-level helpers -------------------------------------------------------------------
-template <typename T>
-__device__ __forceinline__ T to_low(float x);
-template <>
-__device__ __forceinline__ __half to_low<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 to_low<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
 // Two fp32 rounded to T and packed in one register, `lo` in the low half (the element at the lower index).
 template <typename T>
 __device__ __forceinline__ uint32_t pack_low2(float lo, float hi) {
   const T l = to_low<T>(lo), h = to_low<T>(hi);
   return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&l)) |
          (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
-}
-
-// d (16x8, fp32) += a (16x16) · b (16x8); register layouts of the PTX ISA's mma.m16n8k16 (row.col).
-template <typename T>
-__device__ __forceinline__ void mma_16816(float* d, const uint32_t* a, const uint32_t* b);
-
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float* d, const uint32_t* a, const uint32_t* b) {
-#if __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  // sm_75: the k16 step as two m16n8k8 (a0,a1 with b0: k 0-7; a2,a3 with b1: k 8-15).
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(b[0]));
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[2]), "r"(a[3]), "r"(b[1]));
-#endif
-}
-
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float* d, const uint32_t* a, const uint32_t* b) {
-#if __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();  // never launched: the host sends bf16 products on sm_75 to the SIMT kernel
-#endif
 }
 
 // Four 8x8 matrices of 16-bit elements from shared memory (sm_75+); lanes 8i..8i+7 give the row addresses of
@@ -432,11 +388,7 @@ int device_attribute(cudaDeviceAttr attr) {
   return value;
 }
 
-// Compute capability major and SM count of the current device (cached per process: one GPU is used).
-int device_major() {
-  static const int major = device_attribute(cudaDevAttrComputeCapabilityMajor);
-  return major;
-}
+// SM count of the current device (cached per process: one GPU is used).
 int sm_count() {
   static const int count = device_attribute(cudaDevAttrMultiProcessorCount);
   return count;

@@ -71,6 +71,8 @@ export interface NativeOps {
   /** Linear to 2F features then GEGLU: pre (…, 2F) = [hidden | gate], out (…, F) = hidden · gelu(gate). */
   linearGeglu(inp: HostTensor, weight: HostTensor, bias: HostTensor | null): { out: HostTensor; pre: HostTensor };
   conv2d(inp: HostTensor, weight: HostTensor, bias: HostTensor | null, opts?: Conv2dOptions): HostTensor;
+  /** Test export: the CUDA implicit-GEMM operands gathered on the CPU through native/cuda/conv_index.h. */
+  conv2dImplicitGemmViews(inp: HostTensor, weight: HostTensor, dout: HostTensor, opts?: Conv2dOptions): Conv2dGemmViews;
   conv2dBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, opts?: Conv2dOptions & BackwardOptions): BackwardGrads;
   groupNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { groups?: number; eps?: number }): NormResult;
   groupNormBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, mean: HostTensor, rstd: HostTensor,
@@ -157,6 +159,20 @@ export interface NativeOps {
 export interface Conv2dOptions {
   stride?: number;
   pad?: number;
+  /** Products with operands rounded to bfloat16 (fp32 accumulation), as the CUDA backend's bf16 autocast. */
+  bf16?: boolean;
+}
+
+/** Operands of the CUDA implicit-GEMM convolution (KK = KH·KW, P = N·OH·OW), see native/cuda/conv_index.h. */
+export interface Conv2dGemmViews {
+  forwardA: HostTensor;  // (OC, C·KK)
+  forwardB: HostTensor;  // (N, C·KK, OH·OW)
+  dgradA: HostTensor;    // (C, OC·KK)
+  dgradB: HostTensor;    // (N, OC·KK, H·W)
+  wgradA: HostTensor;    // (OC, P)
+  wgradB: HostTensor;    // (P, C·KK)
+  /** The kernels' split-K plan of each product: K cut into `slices` ranges of `chunk` (the last one shorter). */
+  split: Record<'forward' | 'dgrad' | 'wgrad', { slices: number; chunk: number }>;
 }
 
 /** Options of a layer's backward export: which gradients to compute, and tensors to accumulate into. */
