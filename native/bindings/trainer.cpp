@@ -305,7 +305,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     Napi::Array out = Napi::Array::New(info.Env(), bufs.size());
     for (size_t i = 0; i < bufs.size(); ++i) {
       JsTensor t = new_js_tensor(info.Env(), bufs[i].dtype, bufs[i].shape);
-      std::memcpy(t.tensor.data, bufs[i].data, t.tensor.nbytes());
+      copy_bytes(Device::CPU, t.tensor.data, bufs[i].device, bufs[i].data, t.tensor.nbytes());
       t.object.Set("name", bufs[i].name);
       out.Set(uint32_t(i), t.object);
     }
@@ -331,7 +331,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     }
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       Tensor t = tensor_from_js(arr.Get(i), bufs[i].name.c_str());
-      std::memcpy(bufs[i].data, t.data, t.nbytes());
+      copy_bytes(bufs[i].device, bufs[i].data, Device::CPU, t.data, t.nbytes());
     }
     return info.Env().Undefined();
   }

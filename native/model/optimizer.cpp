@@ -3,24 +3,43 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/ops.h"
+
 namespace dbcore {
 
-Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors)
-    : cfg_(config), tensors_(std::move(tensors)), states_(tensors_.size()) {
+namespace {
+DeviceBlock zeroed(Device device, size_t bytes) {
+  DeviceBlock b(device, bytes);
+  zero_bytes(device, b.data(), bytes);
+  return b;
+}
+DeviceBlock uploaded(Device device, const float* host, size_t n) {
+  DeviceBlock b(device, n * 4);
+  copy_bytes(device, b.data(), Device::CPU, host, n * 4);
+  return b;
+}
+}  // namespace
+
+Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors, Device device)
+    : cfg_(config), tensors_(std::move(tensors)), device_(device), states_(tensors_.size()) {
   for (size_t i = 0; i < tensors_.size(); ++i) {
-    const int64_t n = tensors_[i].n;
+    const size_t n = size_t(tensors_[i].n);
     State& s = states_[i];
-    s.eight_bit = cfg_.kind == OptimizerConfig::Kind::AdamW8bit && n >= cpu::kMin8bitSize;
+    s.eight_bit = cfg_.kind == OptimizerConfig::Kind::AdamW8bit && int64_t(n) >= cpu::kMin8bitSize;
     if (s.eight_bit) {
-      const int64_t blocks = (n + cpu::kAdam8bitBlockSize - 1) / cpu::kAdam8bitBlockSize;
-      s.code1.assign(n, 0);  // code 0 with absmax 0: zero states, as bitsandbytes initialises them (SPEC §7)
-      s.code2.assign(n, 0);
-      s.absmax1.assign(blocks, 0.f);
-      s.absmax2.assign(blocks, 0.f);
+      const size_t blocks = (n + cpu::kAdam8bitBlockSize - 1) / cpu::kAdam8bitBlockSize;
+      s.code1 = zeroed(device_, n);  // code 0 with absmax 0: zero states, as bitsandbytes initialises them (SPEC §7)
+      s.code2 = zeroed(device_, n);
+      s.absmax1 = zeroed(device_, blocks * 4);
+      s.absmax2 = zeroed(device_, blocks * 4);
     } else {
-      s.m.assign(n, 0.f);
-      s.v.assign(n, 0.f);
+      s.m = zeroed(device_, n * 4);
+      s.v = zeroed(device_, n * 4);
     }
+  }
+  if (cfg_.kind == OptimizerConfig::Kind::AdamW8bit && device_ != Device::CPU) {
+    qmap1_ = uploaded(device_, cpu::kDynamicMapSigned, 256);
+    qmap2_ = uploaded(device_, cpu::kDynamicMapUnsigned, 256);
   }
 }
 
@@ -32,7 +51,14 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
     grads.push_back(tensors_[i].grad);
     numels.push_back(tensors_[i].n);
   }
-  const double scaled_norm = std::sqrt(cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size())));
+  double sum_sq = 0;
+  if (device_ == Device::CPU) {
+    sum_sq = cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size()));
+  } else {
+    const ops::Context ctx{device_};
+    for (size_t i = 0; i < grads.size(); ++i) sum_sq += ops::sum_of_squares(ctx, grads[i], numels[i]);
+  }
+  const double scaled_norm = std::sqrt(sum_sq);
   cpu::ClipResult clip{scaled_norm * unscale.inv_scale, 1.0};
   if (unscale.skips(clip.total_norm)) {  // an overflowed fp16 step: no update (GradScaler.step skips)
     clip.coef = 0.0;
@@ -44,6 +70,11 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
   // unscaling in place and then clipping (GradScaler.unscale_ + clip_grad_norm_).
   const float grad_coef = float(clip.coef) * unscale.inv_scale;
   ++steps_;
+  if (device_ != Device::CPU) {
+    step_per_tensor(grad_coef, lr);
+    zero_grads(true);
+    return clip;
+  }
   if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
     step_fused(grad_coef, lr);
   } else {
@@ -56,14 +87,33 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
 
 void Optimizer::zero_grads(bool all) {
   for (size_t i = 0; i < tensors_.size(); ++i)
-    if (all || !states_[i].active) std::fill(tensors_[i].grad, tensors_[i].grad + tensors_[i].n, 0.f);
+    if (all || !states_[i].active) zero_bytes(device_, tensors_[i].grad, size_t(tensors_[i].n) * 4);
+}
+
+void Optimizer::step_per_tensor(float grad_coef, double lr) {
+  const ops::Context ctx{device_};
+  const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+  const cpu::Adam8bitHyper h8 = hyper8(lr);
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    State& s = states_[i];
+    const OptimizedTensor& t = tensors_[i];
+    if (!s.active) continue;
+    if (grad_coef != 1.f) ops::scale_inplace(ctx, t.grad, grad_coef, t.n);
+    if (cfg_.kind == OptimizerConfig::Kind::AdamW)
+      ops::adamw_step(ctx, t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h, steps_, t.n);
+    else if (s.eight_bit)
+      ops::adam8bit_blockwise_step(ctx, t.param, s.code1.as<uint8_t>(), s.code2.as<uint8_t>(), s.absmax1.as<float>(),
+                                   s.absmax2.as<float>(), t.grad, qmap1_.as<float>(), qmap2_.as<float>(), h8, t.n);
+    else
+      ops::adam32bit_step(ctx, t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h8, t.n);
+  }
 }
 
 void Optimizer::step_fused(float grad_coef, double lr) {
   std::vector<cpu::AdamWTensor> active;
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const OptimizedTensor& t = tensors_[i];
-    if (states_[i].active) active.push_back({t.param, states_[i].m.data(), states_[i].v.data(), t.grad, t.n});
+    if (states_[i].active) active.push_back({t.param, states_[i].m.as<float>(), states_[i].v.as<float>(), t.grad, t.n});
   }
   const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
   cpu::adamw_clip_step_zero(active.data(), int(active.size()), grad_coef, h, steps_);
@@ -81,13 +131,15 @@ cpu::Adam8bitHyper Optimizer::hyper8(double lr) const {
 }
 
 void Optimizer::update(size_t i, float* grad, int64_t begin, int64_t n, float clip_coef, double lr) {
+  DBCORE_CHECK(device_ == Device::CPU, "EUNSUPPORTED",
+               "per-tensor updates (fused_optimizer_step, gradient_dtype bf16) run on the CPU backend only so far");
   const OptimizedTensor& t = tensors_[i];
   State& s = states_[i];
   DBCORE_CHECK(begin >= 0 && n >= 0 && begin + n <= t.n && begin % cpu::kAdam8bitBlockSize == 0, "EINVAL",
                "optimizer: update of '%s' elements [%lld, %lld) out of its %lld", t.name.c_str(), (long long)begin,
                (long long)(begin + n), (long long)t.n);
   if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
-    const cpu::AdamWTensor one{t.param + begin, s.m.data() + begin, s.v.data() + begin, grad, n};
+    const cpu::AdamWTensor one{t.param + begin, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, n};
     const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
     cpu::adamw_clip_step_zero(&one, 1, clip_coef, h, steps_);
     return;
@@ -96,11 +148,11 @@ void Optimizer::update(size_t i, float* grad, int64_t begin, int64_t n, float cl
   const cpu::Adam8bitHyper h8 = hyper8(lr);
   if (s.eight_bit) {
     const int64_t block = begin / cpu::kAdam8bitBlockSize;
-    cpu::adam8bit_blockwise_step(t.param + begin, s.code1.data() + begin, s.code2.data() + begin,
-                                 s.absmax1.data() + block, s.absmax2.data() + block, grad, cpu::kDynamicMapSigned,
-                                 cpu::kDynamicMapUnsigned, h8, n);
+    cpu::adam8bit_blockwise_step(t.param + begin, s.code1.as<uint8_t>() + begin, s.code2.as<uint8_t>() + begin,
+                                 s.absmax1.as<float>() + block, s.absmax2.as<float>() + block, grad,
+                                 cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned, h8, n);
   } else {
-    cpu::adam32bit_step(t.param + begin, s.m.data() + begin, s.v.data() + begin, grad, h8, n);
+    cpu::adam32bit_step(t.param + begin, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, h8, n);
   }
 }
 
@@ -111,10 +163,11 @@ void Optimizer::step_8bit(double lr) {
     const OptimizedTensor& t = tensors_[i];
     if (!s.active) continue;
     if (s.eight_bit)
-      cpu::adam8bit_blockwise_step(t.param, s.code1.data(), s.code2.data(), s.absmax1.data(), s.absmax2.data(),
-                                   t.grad, cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned, h8, t.n);
+      cpu::adam8bit_blockwise_step(t.param, s.code1.as<uint8_t>(), s.code2.as<uint8_t>(), s.absmax1.as<float>(),
+                                   s.absmax2.as<float>(), t.grad, cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned,
+                                   h8, t.n);
     else
-      cpu::adam32bit_step(t.param, s.m.data(), s.v.data(), t.grad, h8, t.n);
+      cpu::adam32bit_step(t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h8, t.n);
   }
 }
 
@@ -130,14 +183,15 @@ std::vector<StateBuffer> Optimizer::state_buffers() {
     const std::string& n = tensors_[i].name;
     const int64_t len = tensors_[i].n;
     if (s.eight_bit) {
-      out.push_back({n + ".state1", DType::U8, {len}, s.code1.data()});
-      out.push_back({n + ".state2", DType::U8, {len}, s.code2.data()});
-      out.push_back({n + ".absmax1", DType::F32, {int64_t(s.absmax1.size())}, s.absmax1.data()});
-      out.push_back({n + ".absmax2", DType::F32, {int64_t(s.absmax2.size())}, s.absmax2.data()});
+      const int64_t blocks = int64_t(s.absmax1.bytes() / 4);
+      out.push_back({n + ".state1", DType::U8, {len}, s.code1.data(), device_});
+      out.push_back({n + ".state2", DType::U8, {len}, s.code2.data(), device_});
+      out.push_back({n + ".absmax1", DType::F32, {blocks}, s.absmax1.data(), device_});
+      out.push_back({n + ".absmax2", DType::F32, {blocks}, s.absmax2.data(), device_});
     } else {
       const bool bnb = cfg_.kind == OptimizerConfig::Kind::AdamW8bit;
-      out.push_back({n + (bnb ? ".state1" : ".exp_avg"), DType::F32, {len}, s.m.data()});
-      out.push_back({n + (bnb ? ".state2" : ".exp_avg_sq"), DType::F32, {len}, s.v.data()});
+      out.push_back({n + (bnb ? ".state1" : ".exp_avg"), DType::F32, {len}, s.m.data(), device_});
+      out.push_back({n + (bnb ? ".state2" : ".exp_avg_sq"), DType::F32, {len}, s.v.data(), device_});
     }
   }
   return out;
@@ -146,7 +200,7 @@ std::vector<StateBuffer> Optimizer::state_buffers() {
 size_t Optimizer::state_bytes() const {
   size_t b = 0;
   for (const State& s : states_)
-    b += (s.m.size() + s.v.size() + s.absmax1.size() + s.absmax2.size()) * 4 + s.code1.size() + s.code2.size();
+    b += s.m.bytes() + s.v.bytes() + s.absmax1.bytes() + s.absmax2.bytes() + s.code1.bytes() + s.code2.bytes();
   return b;
 }
 

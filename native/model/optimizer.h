@@ -1,11 +1,13 @@
 // The optimizer over a set of parameter tensors: global gradient-norm clipping (torch clip_grad_norm_) and
 // AdamW, either fp32 (torch.optim.AdamW) or bitsandbytes-compatible 8-bit (bnb.optim.AdamW8bit: blockwise
-// uint8 states for tensors of ≥ 4096 elements, float32 states below). States are allocated once, at creation.
+// uint8 states for tensors of ≥ 4096 elements, float32 states below). States are allocated once, at creation, on
+// the device of the parameters (the CPU runs fp32 AdamW as one fused pass; CUDA runs the per-tensor kernels).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/memory.h"
 #include "core/tensor.h"
 #include "cpu/adam8bit.h"
 #include "cpu/optim.h"
@@ -32,12 +34,14 @@ struct StateBuffer {
   std::string name;
   DType dtype;
   Shape shape;
-  void* data;
+  void* data;  // on `device`
+  Device device;
 };
 
 class Optimizer {
  public:
-  Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors);
+  // Parameters and gradients of `tensors` live on `device`.
+  Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors, Device device = Device::CPU);
 
   // One optimizer step over the tensors whose `active` flag is set: clip_grad_norm_ (the gradients scaled so
   // their global L2 norm is at most max_norm; max_norm <= 0: measure only), the update with learning rate lr
@@ -66,18 +70,21 @@ class Optimizer {
 
  private:
   struct State {
-    std::vector<float> m, v;                // fp32 states (AdamW, or 8-bit's small tensors)
-    std::vector<uint8_t> code1, code2;      // 8-bit states
-    std::vector<float> absmax1, absmax2;
+    DeviceBlock m, v;                 // fp32 states (AdamW, or 8-bit's small tensors)
+    DeviceBlock code1, code2;         // 8-bit states (uint8)
+    DeviceBlock absmax1, absmax2;     // fp32, one per block of 8-bit states
     bool eight_bit = false;
     bool active = true;
   };
+  void step_per_tensor(float grad_coef, double lr);  // CUDA: gradients × grad_coef, then each tensor's update
   void step_fused(float grad_coef, double lr);  // fp32 AdamW: gradients × grad_coef, update and zero in one pass
   void step_8bit(double lr);                     // AdamW8bit's update (gradients already clipped)
   void zero_grads(bool all);                     // every gradient, or those the fused pass did not zero
   cpu::Adam8bitHyper hyper8(double lr) const;
   OptimizerConfig cfg_;
   std::vector<OptimizedTensor> tensors_;
+  Device device_;
+  DeviceBlock qmap1_, qmap2_;  // bitsandbytes' dynamic maps on the device (8-bit)
   std::vector<State> states_;
   int64_t steps_ = 0;
 };

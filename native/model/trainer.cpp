@@ -6,7 +6,6 @@
 
 #include "core/half.h"
 #include "core/rng.h"
-#include "cpu/loss.h"
 
 namespace dbcore {
 
@@ -20,6 +19,38 @@ std::vector<OptimizedTensor> trained_tensors(ParamStore& store, const std::strin
   for (const ParamEntry& e : store.table().entries())
     out.push_back({prefix + e.name, store.param(e.offset), fp32_block ? store.grad(e.offset) : nullptr, e.numel()});
   return out;
+}
+
+// `block` holding at least n elements of T on `device` (reallocated only to grow).
+template <typename T>
+T* ensure(DeviceBlock& block, Device device, int64_t n) {
+  const size_t bytes = size_t(std::max<int64_t>(n, 1)) * sizeof(T);
+  if (block.bytes() < bytes || block.device() != device) block = DeviceBlock(device, bytes);
+  return block.as<T>();
+}
+
+// Host input `host` (n elements) where the networks run: itself on the CPU, else a copy in `block`.
+template <typename T>
+const T* staged(DeviceBlock& block, Device device, const T* host, int64_t n) {
+  if (device == Device::CPU || !host) return host;
+  T* d = ensure<T>(block, device, n);
+  copy_bytes(device, d, Device::CPU, host, size_t(n) * sizeof(T));
+  return d;
+}
+
+// noisy = √ᾱ_t · x0 + √(1 − ᾱ_t) · noise, or (velocity) √ᾱ_t · noise − √(1 − ᾱ_t) · x0, row by row
+// (ref: DDPMScheduler.add_noise / get_velocity, coefficients in float32 as diffusers computes them).
+void noise_mix(const ops::Context& ctx, float* out, const float* x0, const float* noise, const int32_t* t,
+               const std::vector<float>& alphas_cumprod, int64_t B, int64_t M, bool velocity) {
+  for (int64_t b = 0; b < B; ++b) {
+    const float ac = alphas_cumprod[t[b]];
+    const float sa = std::sqrt(ac), sb = std::sqrt(1.0f - ac);
+    const int64_t o = b * M;
+    if (velocity)
+      ops::axpby(ctx, out + o, sa, noise + o, -sb, x0 + o, M);
+    else
+      ops::axpby(ctx, out + o, sa, x0 + o, sb, noise + o, M);
+  }
 }
 
 void check_gradient_mode(const TrainerConfig& c) {
@@ -49,7 +80,11 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
   if (cfg_.compute == Precision::F16) scaler_ = LossScaler(cfg_.loss_scale);
   unet_.set_compute_precision(cfg_.compute);
   if (te_) te_->set_compute_precision(cfg_.compute);
-  optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors));
+  DBCORE_CHECK(unet_.context().device == Device::CPU || cfg_.gradients == GradientMode::F32, "EUNSUPPORTED",
+               "fused_optimizer_step and gradient_dtype bf16 run on the CPU backend only so far");
+  DBCORE_CHECK(!te_ || te_->store().device() == unet_.store().device(), "EINVAL",
+               "the text encoder and the UNet must be on the same device");
+  optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors), unet_.context().device);
   unet_sink_ = std::make_unique<GradientSink>(cfg_.gradients, unet_.store(), optimizer_.get(), 0);
   unet_sink_->set_step(&fused_);
   unet_.set_gradient_sink(unet_sink_.get());
@@ -108,7 +143,7 @@ void Trainer::read_gradient(const std::string& name, float* out) {
   const ParamEntry& e = trained_entry(name);
   GradientSink& sink = sink_of(name);
   if (cfg_.gradients == GradientMode::F32) {
-    std::copy(sink.grad(e.offset), sink.grad(e.offset) + e.numel(), out);
+    copy_bytes(Device::CPU, out, unet_.context().device, sink.grad(e.offset), size_t(e.numel()) * 4);
   } else {
     const uint16_t* g = sink.bf16_block() + e.offset;
     for (int64_t i = 0; i < e.numel(); ++i) out[i] = bf16_to_float(g[i]);
@@ -134,10 +169,11 @@ void Trainer::check_batch(const TrainBatch& b) const {
 }
 
 const float* Trainer::text_context(const TrainBatch& b) {
-  if (!te_training_) return b.context;
-  context_.resize(size_t(b.B) * b.T * te_->config().hidden_size);
-  te_->forward(context_.data(), b.input_ids, b.B, b.T, cfg_.clip_skip, true);
-  return context_.data();
+  const Device dev = unet_.context().device;
+  if (!te_training_) return staged(context_in_, dev, b.context, int64_t(b.B) * b.S * unet_.config().cross_attention_dim);
+  float* context = ensure<float>(context_, dev, int64_t(b.B) * b.T * te_->config().hidden_size);
+  te_->forward(context, staged(ids_in_, dev, b.input_ids, int64_t(b.B) * b.T), b.B, b.T, cfg_.clip_skip, true);
+  return context;
 }
 
 // mse over rows [rows_begin, rows_end) × weight / accumulation; writes its gradient (× the loss scale) into dpred's
@@ -146,8 +182,9 @@ double Trainer::loss_and_grad(const float* pred, const float* target, float* dpr
                               int64_t rows_end, int64_t per_row, float weight) {
   if (rows_end <= rows_begin) return 0;
   const int64_t off = rows_begin * per_row, n = (rows_end - rows_begin) * per_row;
-  double mse = cpu::mse_forward(pred + off, target + off, n);
-  cpu::mse_backward(dpred + off, pred + off, target + off, n,
+  const ops::Context& ctx = unet_.context();
+  double mse = ops::mse_forward(ctx, pred + off, target + off, n);
+  ops::mse_backward(ctx, dpred + off, pred + off, target + off, n,
                     weight / float(cfg_.gradient_accumulation_steps) * scaler_.scale());
   return mse;
 }
@@ -168,17 +205,21 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
   check_batch(b);
   if (cfg_.gradients == GradientMode::Fused) begin_fused_step(b);
   const int64_t per_row = int64_t(b.C) * b.H * b.W, n = per_row * b.B;
-  noise_.resize(n);
-  noisy_.resize(n);
-  pred_.resize(n);
-  dpred_.resize(n);
+  const ops::Context& ctx = unet_.context();
+  const Device dev = ctx.device;
+  float* noisy = ensure<float>(noisy_, dev, n);
+  float* pred = ensure<float>(pred_, dev, n);
+  float* dpred = ensure<float>(dpred_, dev, n);
   t_.resize(b.B);
-  tsf_.resize(b.B);
-  const float* noise = b.noise;
-  if (!noise) {
-    normal_fill(noise_.data(), n, cfg_.seed, noise_offset_);
+  const float* latents = staged(latents_in_, dev, b.latents, n);
+  const float* noise = staged(noise_in_, dev, b.noise, n);
+  if (!noise) {  // drawn on the host (Philox, the same numbers on every backend), then staged
+    std::vector<float> host(static_cast<size_t>(n));
+    normal_fill(host.data(), n, cfg_.seed, noise_offset_);
     noise_offset_ += uint64_t(n);
-    noise = noise_.data();
+    float* d = ensure<float>(noise_, dev, n);
+    copy_bytes(dev, d, Device::CPU, host.data(), host.size() * 4);
+    noise = d;
   }
   if (b.timesteps) {
     std::copy(b.timesteps, b.timesteps + b.B, t_.begin());
@@ -186,38 +227,39 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
     randint_fill(t_.data(), b.B, tables_.alphas_cumprod.size(), cfg_.seed ^ kTimestepStream, timestep_offset_);
     timestep_offset_ += uint64_t(b.B);
   }
+  std::vector<float> tsf(static_cast<size_t>(b.B));
   for (int i = 0; i < b.B; ++i) {
     DBCORE_CHECK(t_[i] >= 0 && size_t(t_[i]) < tables_.alphas_cumprod.size(), "EINVAL",
                  "train batch: timestep %d out of range", t_[i]);
-    tsf_[i] = float(t_[i]);
+    tsf[i] = float(t_[i]);
   }
-  sched::add_noise(noisy_.data(), b.latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
+  const float* timesteps = staged(tsf_, dev, tsf.data(), b.B);
+  noise_mix(ctx, noisy, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row, false);
   // The target is the noise itself (epsilon) or the velocity (v_prediction).
   const float* target = noise;
   if (cfg_.noise_schedule.prediction_type == sched::Prediction::VPrediction) {
-    velocity_.resize(n);
-    sched::get_velocity(velocity_.data(), b.latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
-    target = velocity_.data();
+    float* velocity = ensure<float>(velocity_, dev, n);
+    noise_mix(ctx, velocity, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row, true);
+    target = velocity;
   }
 
   const float* context = text_context(b);
   const int S = te_training_ ? b.T : b.S;
-  unet_.forward(pred_.data(), noisy_.data(), tsf_.data(), context, b.B, b.H, b.W, S, true);
+  unet_.forward(pred, noisy, timesteps, context, b.B, b.H, b.W, S, true);
 
   StepStats st;
-  st.instance_loss = loss_and_grad(pred_.data(), target, dpred_.data(), 0, b.n_instance, per_row, 1.f);
-  st.prior_loss = loss_and_grad(pred_.data(), target, dpred_.data(), b.n_instance, b.B, per_row,
-                                cfg_.prior_loss_weight);
+  st.instance_loss = loss_and_grad(pred, target, dpred, 0, b.n_instance, per_row, 1.f);
+  st.prior_loss = loss_and_grad(pred, target, dpred, b.n_instance, b.B, per_row, cfg_.prior_loss_weight);
   st.loss = st.instance_loss + cfg_.prior_loss_weight * st.prior_loss;
-  if (pred_out) std::copy(pred_.begin(), pred_.end(), pred_out);
-  if (dpred_out) std::copy(dpred_.begin(), dpred_.end(), dpred_out);
+  if (pred_out) copy_bytes(Device::CPU, pred_out, dev, pred, size_t(n) * 4);
+  if (dpred_out) copy_bytes(Device::CPU, dpred_out, dev, dpred, size_t(n) * 4);
 
   if (te_training_) {
-    dcontext_.resize(size_t(b.B) * S * unet_.config().cross_attention_dim);
-    unet_.backward(nullptr, dcontext_.data(), dpred_.data());
-    te_->backward(dcontext_.data());
+    float* dcontext = ensure<float>(dcontext_, dev, int64_t(b.B) * S * unet_.config().cross_attention_dim);
+    unet_.backward(nullptr, dcontext, dpred);
+    te_->backward(dcontext);
   } else {
-    unet_.backward(nullptr, nullptr, dpred_.data());
+    unet_.backward(nullptr, nullptr, dpred);
   }
   if (b.dry_run)
     for (GradientSink* s : sinks()) s->zero();

@@ -121,7 +121,9 @@ class Trainer {
   bool fused_done_ = false;  // a fused step ran since the last apply()
   bool te_training_ = false;
   uint64_t noise_offset_ = 0, timestep_offset_ = 0;
-  std::vector<float> noise_, noisy_, pred_, velocity_, dpred_, context_, dcontext_, tsf_;
+  // Step buffers on the networks' device (inputs are staged there when the device is not the CPU).
+  DeviceBlock noise_, noisy_, pred_, velocity_, dpred_, context_, dcontext_, tsf_;
+  DeviceBlock latents_in_, context_in_, noise_in_, ids_in_;
   std::vector<int32_t> t_;
 };
 

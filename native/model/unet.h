@@ -39,6 +39,7 @@ class UNet {
   UNet(const UNetConfig& config, ops::Context ctx);
   const UNetConfig& config() const { return cfg_; }
   ParamStore& store() { return store_; }
+  const ops::Context& context() const { return ctx_; }
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
   void set_compute_precision(Precision p) { ctx_.precision = p; }
   // Where backward puts parameter gradients (grad_sink.h); null: the store's fp32 block.

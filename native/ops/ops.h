@@ -12,6 +12,7 @@
 #include "core/precision.h"
 #include "core/tensor.h"
 #include "cpu/activation.h"
+#include "cpu/adam8bit.h"
 #include "cpu/attention.h"
 #include "cpu/conv2d.h"
 #include "cpu/elementwise.h"
@@ -19,6 +20,7 @@
 #include "cpu/linear.h"
 #include "cpu/loss.h"
 #include "cpu/norm.h"
+#include "cpu/optim.h"
 #ifdef DBCORE_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
@@ -83,6 +85,10 @@ DBCORE_OP_BOTH(embedding_backward)
 DBCORE_OP_BOTH(timestep_embedding)
 DBCORE_OP_BOTH(mse_forward)
 DBCORE_OP_BOTH(mse_backward)
+DBCORE_OP_BOTH(sum_of_squares)
+DBCORE_OP_BOTH(adamw_step)
+DBCORE_OP_BOTH(adam8bit_blockwise_step)
+DBCORE_OP_BOTH(adam32bit_step)
 
 // Matrix-product ops also take the context's precision (autocast).
 #define DBCORE_GEMM_OP_BOTH(name)                                                        \
