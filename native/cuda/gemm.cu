@@ -5,14 +5,11 @@
 //    m16n8k8 on sm_75 for fp16; bf16 needs sm_80). Block tile 64x64x32, 4 warps of 32x32.
 //  - SIMT fp32 (Precision F32, and bf16 on sm_75): block tile 64x64x16, 256 threads of 4x4 outputs.
 // beta == 0: C is only written (never read), as BLAS does. Batched: blockIdx.z indexes the batch.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "common.cuh"
 #include "cuda_backend.h"
+#include "mma.cuh"
 
 namespace dbcore::cuda {
-
 
 namespace {
 
@@ -92,57 +89,6 @@ __global__ void __launch_bounds__(kSimtThreads) sgemm_simt_kernel(GemmArgs g) {
 constexpr int kTcM = 64, kTcN = 64, kTcK = 32, kTcThreads = 128;
 constexpr int kTcPad = 8;  // halves of padding per shared row: rows 80 bytes apart, fragment reads conflict-free
 
-template <typename T>
-__device__ __forceinline__ T to_low(float x);
-template <>
-__device__ __forceinline__ __half to_low<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 to_low<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
-// d (16x8, fp32) += a (16x16) · b (16x8); register layouts of the PTX ISA's mma.m16n8k16 (row.col).
-template <typename T>
-__device__ __forceinline__ void mma_16816(float* d, const uint32_t* a, const uint32_t* b);
-
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float* d, const uint32_t* a, const uint32_t* b) {
-#if __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  // sm_75: the k16 step as two m16n8k8 (a0,a1 with b0: k 0-7; a2,a3 with b1: k 8-15).
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(b[0]));
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[2]), "r"(a[3]), "r"(b[1]));
-#endif
-}
-
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float* d, const uint32_t* a, const uint32_t* b) {
-#if __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();  // never launched: the host sends bf16 products on sm_75 to the SIMT kernel
-#endif
-}
-
-// Two consecutive 16-bit elements of a shared row as one 32-bit register (the element at the lower k first).
-template <typename T>
-__device__ __forceinline__ uint32_t pair_at(const T* row, int k) {
-  return *reinterpret_cast<const uint32_t*>(row + k);
-}
-
 // Warp w computes rows [wm, wm+32) x cols [wn, wn+32) of the block tile: 2 (m16) x 4 (n8) fragments.
 template <typename T>
 __global__ void __launch_bounds__(kTcThreads) gemm_tc_kernel(GemmArgs g) {
@@ -200,17 +146,6 @@ __global__ void __launch_bounds__(kTcThreads) gemm_tc_kernel(GemmArgs g) {
       store_c(g, C, m + 8, n, acc[i][j][2]);
       store_c(g, C, m + 8, n + 1, acc[i][j][3]);
     }
-}
-
-// Compute capability major of the current device (cached per process: one GPU is used).
-int device_major() {
-  static int major = [] {
-    int dev = 0, value = 0;
-    DBCORE_CUDA_CHECK(cudaGetDevice(&dev));
-    DBCORE_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, dev));
-    return value;
-  }();
-  return major;
 }
 
 void launch_gemm(const GemmArgs& g, int batch, Precision precision) {
