@@ -57,6 +57,21 @@ describe('tensor-core attention tile loops replayed on the host', () => {
     expect(errors.dv).toBeLessThanOrEqual(1e-4);
   });
 
+  // The reference of the CUDA bf16 parity tests: bf16-rounded tile operands (relative error up to 2⁻⁹ each), so the
+  // output moves by ≈ 3e-3 (test/cuda/gemm.test.ts's bf16 estimate) from fp32: more than fp32 noise, less than 1e-2.
+  test('ops.attention {bf16: true} runs the bf16 autocast tiles', () => {
+    const q = ops.randn([1, 97, 80], 5), k = ops.randn([1, 77, 80], 6), v = ops.randn([1, 77, 80], 7);
+    const fp32 = ops.attention(q, k, v, { heads: 2 }), bf16 = ops.attention(q, k, v, { heads: 2, bf16: true });
+    const err = relL2(bf16.out, fp32.out);
+    expect(err).toBeGreaterThan(1e-4);
+    expect(err).toBeLessThan(1e-2);
+    const dout = ops.randn([1, 97, 80], 8);
+    const g32 = ops.attentionBackward(dout, q, k, v, fp32.out, fp32.lse, { heads: 2 });
+    const g16 = ops.attentionBackward(dout, q, k, v, fp32.out, fp32.lse, { heads: 2, bf16: true });
+    expect(relL2(g16.dk, g32.dk)).toBeGreaterThan(1e-4);
+    expect(relL2(g16.dk, g32.dk)).toBeLessThan(2e-2);
+  });
+
   test('a head over 160 columns is refused with its size', () => {
     const q = ops.randn([1, 4, 161], 1);
     expect(() => ops.attentionTiledHost(q, q, q, q, q, { heads: 1 })).toThrow(/D = 161 is outside \[1, 160\]/);
