@@ -6,11 +6,13 @@
 // native/cuda/gemm.cu (auto; small 64x64 and large 128x128 tiles, each with float4 and with scalar loads), TFLOP/s
 // against a simple roofline min(peak, intensity · bandwidth), with the peaks measured on an H200 of this workplace
 // (KINDS.md: bf16 dense ≈ 790 TFLOP/s, copy ≈ 4.3 TB/s) and the datasheet's ≈ 67 TFLOP/s for fp32 SIMT.
-// Attention: fp32 forward at 4096 tokens (8 heads of 40, SD 1.5's first level). Convolution: SD 1.5's conv shapes
-// at a 64x64 latent (batch 1) through the implicit-GEMM kernels (native/cuda/conv2d.cu), forward, input gradient
-// (dgrad) and weight gradient (wgrad) in fp32/fp16/bf16, TFLOP/s (2·N·OC·OH·OW·C·KH·KW per pass);
-// bench/torch/conv_bench.py times the same shapes with cuDNN. Prints the tables; `--json FILE` also writes the
-// numbers; `--conv-only` skips GEMM and attention.
+// Attention: forward and forward+backward at the UNet's shapes (bench/configs/attention-shapes.json: SD 1.5 at
+// 512², SD 2.x at 768², self- and cross-attention, batch 2 and 1) in fp32 / fp16 / bf16; FLOPs 4·B·NH·Tq·Tk·D
+// forward, 2.5x that for the backward (bench/torch/sdpa_bench.py times PyTorch's SDPA on the same shapes).
+// Convolution: SD 1.5's conv shapes at a 64x64 latent (batch 1) through the implicit-GEMM kernels
+// (native/cuda/conv2d.cu), forward, input gradient (dgrad) and weight gradient (wgrad) in fp32/fp16/bf16, TFLOP/s
+// (2·N·OC·OH·OW·C·KH·KW per pass); bench/torch/conv_bench.py times the same shapes with cuDNN.
+// Prints the tables; `--json FILE` also writes the numbers; `--only gemm|attention|conv` runs one section.
 const fs = require('fs');
 const path = require('path');
 // The addon as loadAddon() finds it (build/Release, else a matching prebuild), without the TypeScript build.
@@ -72,12 +74,18 @@ function gemmRow([what, M, N, K], operands, precision, [pathName, tile, scalar])
     tflops: achieved / 1e12, roofTflops: roof / 1e12, ofRoof: achieved / roof };
 }
 
-function attentionRow(T, NH, D) {
-  const q = randn([1, T, NH * D], 3), k = randn([1, T, NH * D], 4), v = randn([1, T, NH * D], 5);
-  const r = ops.cudaRun('time_attention', [q, k, v, 1, T, NH, D, 5, { out: [1, T, NH * D] }, { out: [1, NH, T] }]);
+const ATTENTION = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'bench', 'configs', 'attention-shapes.json'), 'utf8'));
+
+function attentionRow({ what, Tq, Tk, NH, D }, B, precision, backward) {
+  const q = randn([B, Tq, NH * D], 3), k = randn([B, Tk, NH * D], 4), v = randn([B, Tk, NH * D], 5);
+  const dout = randn([B, Tq, NH * D], 6);
+  const forwardFlops = 4 * B * NH * Tq * Tk * D;  // QKᵀ and PV
+  const flops = backward ? 3.5 * forwardFlops : forwardFlops;
+  const reps = precision === 0 && flops > 1e11 ? 3 : 10;
+  const r = ops.cudaRun('time_attention', [q, k, v, dout, B, Tq, Tk, NH, D, precision, backward, reps]);
   const ms = r[r.length - 1];
-  const flops = 4 * T * T * NH * D;  // QKᵀ and PV
-  return { what: `attention fwd fp32 T=${T} NH=${NH} D=${D}`, ms, tflops: flops / (ms * 1e-3) / 1e12 };
+  return { what, B, Tq, Tk, NH, D, precision: NAMES[precision], pass: backward ? 'fwd+bwd' : 'fwd', ms,
+    tflops: flops / (ms * 1e-3) / 1e12 };
 }
 
 // Rows of one conv shape: every pass at every precision, the tensors made once.
@@ -96,29 +104,38 @@ function convRows([what, C, OC, HW, k, stride, pad]) {
   return rows;
 }
 
-const convOnly = process.argv.includes('--conv-only');
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
+const wanted = (section) => only === null || only === section;
 const rows = [];
-if (!convOnly) {
+if (wanted('gemm')) {
   for (const g of GEMMS) {
     const operands = { a: randn([g[1], g[3]], 1), b: randn([g[2], g[3]], 2) };  // made once per shape
     rows.push(gemmRow(g, operands, 0, PATHS[0]));
     for (const p of [1, 2]) for (const gemmPath of PATHS) rows.push(gemmRow(g, operands, p, gemmPath));
   }
 }
-const attn = convOnly ? [] : [attentionRow(4096, 8, 40), attentionRow(1024, 8, 80)];
-const convs = CONVS.flatMap(convRows);
+const attn = [];
+if (wanted('attention'))
+  for (const shape of ATTENTION.shapes)
+    for (const B of ATTENTION.batches)
+      for (const p of [0, 1, 2]) for (const backward of [false, true]) attn.push(attentionRow(shape, B, p, backward));
+const convs = wanted('conv') ? CONVS.flatMap(convRows) : [];
 
 const pad = (s, n) => String(s).padEnd(n);
 console.log(`GPU: ${info.name} (compute ${info.computeCapability}), driver ${info.driverVersion}`);
-if (!convOnly) {
+if (rows.length) {
   console.log(pad('GEMM (C = A·Bᵀ)', 22) + pad('M×N×K', 18) + pad('prec', 6) + pad('path', 14) + pad('ms', 10) + pad('TFLOP/s', 10) + pad('roof', 8) + '% roof');
   for (const r of rows) {
     console.log(pad(r.what, 22) + pad(`${r.M}×${r.N}×${r.K}`, 18) + pad(r.precision, 6) + pad(r.path, 14) + pad(r.ms.toFixed(3), 10) +
       pad(r.tflops.toFixed(1), 10) + pad(r.roofTflops.toFixed(0), 8) + (100 * r.ofRoof).toFixed(1));
   }
 }
-for (const a of attn) console.log(pad(a.what, 40) + pad(`${a.ms.toFixed(3)} ms`, 14) + `${a.tflops.toFixed(2)} TFLOP/s`);
-console.log(pad('conv2d (batch 1)', 26) + pad('pass', 9) + pad('prec', 6) + pad('ms', 10) + pad('TFLOP/s', 10) + '% peak');
+if (attn.length) console.log(pad('attention', 18) + pad('B×Tq×Tk×NH×D', 24) + pad('prec', 6) + pad('pass', 9) + pad('ms', 10) + 'TFLOP/s');
+for (const a of attn) {
+  console.log(pad(a.what, 18) + pad(`${a.B}×${a.Tq}×${a.Tk}×${a.NH}×${a.D}`, 24) + pad(a.precision, 6) + pad(a.pass, 9) +
+    pad(a.ms.toFixed(3), 10) + a.tflops.toFixed(1));
+}
+if (convs.length) console.log(pad('conv2d (batch 1)', 26) + pad('pass', 9) + pad('prec', 6) + pad('ms', 10) + pad('TFLOP/s', 10) + '% peak');
 for (const r of convs) {
   console.log(pad(r.what, 26) + pad(r.pass, 9) + pad(r.precision, 6) + pad(r.ms.toFixed(3), 10) + pad(r.tflops.toFixed(1), 10) +
     (100 * r.ofPeak).toFixed(1));

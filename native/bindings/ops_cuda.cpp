@@ -399,20 +399,20 @@ const std::map<std::string, Entry>& kernels() {
          float* db = c.is_null(2) ? nullptr : c.inout<F>(2, s.OC);
          cuda::conv2d_backward(dinp, dw, db, c.in<F>(3, conv_out_numel(s)), c.in<F>(4, conv_in_numel(s)), c.in<F>(5, conv_weight_numel(s)),
                                c.scratch(cuda::conv2d_workspace_floats(s)), s, precision_arg(c, 15)); }},
-      // attention.h
+      // attention.h (precision optional, default fp32)
       {"attention_forward", [](DeviceCall& c) {
-         // args: out, lse, q, k, v, B, Tq, Tk, NH, D, scale, causal
+         // args: out, lse, q, k, v, B, Tq, Tk, NH, D, scale, causal, precision?
          int B = c.dim(5), Tq = c.dim(6), Tk = c.dim(7), NH = c.dim(8), D = c.dim(9);
          int64_t nq = product({B, Tq, NH, D}), nk = product({B, Tk, NH, D});
          cuda::attention_forward(c.out<F>(0, nq), c.out<F>(1, product({B, NH, Tq})), c.in<F>(2, nq), c.in<F>(3, nk), c.in<F>(4, nk), B, Tq, Tk,
-                                 NH, D, F(c.number(10)), c.flag(11)); }},
+                                 NH, D, F(c.number(10)), c.flag(11), c.size() > 12 ? precision_arg(c, 12) : Precision::F32); }},
       {"attention_backward", [](DeviceCall& c) {
-         // args: dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, NH, D, scale, causal
+         // args: dq, dk, dv, dout, q, k, v, out, lse, B, Tq, Tk, NH, D, scale, causal, precision?
          int B = c.dim(9), Tq = c.dim(10), Tk = c.dim(11), NH = c.dim(12), D = c.dim(13);
          int64_t nq = product({B, Tq, NH, D}), nk = product({B, Tk, NH, D});
          cuda::attention_backward(c.out<F>(0, nq), c.out<F>(1, nk), c.out<F>(2, nk), c.in<F>(3, nq), c.in<F>(4, nq), c.in<F>(5, nk),
                                   c.in<F>(6, nk), c.in<F>(7, nq), c.in<F>(8, product({B, NH, Tq})), B, Tq, Tk, NH, D, F(c.number(14)),
-                                  c.flag(15)); }},
+                                  c.flag(15), c.size() > 16 ? precision_arg(c, 16) : Precision::F32); }},
       // Timings for scripts/bench-cuda.js: the kernel alone (inputs already on the device), median ms by CUDA events.
       {"time_sgemm", [](DeviceCall& c) {
          // args: A (M, K), B (N, K) (the Linear layout: C = A·Bᵀ), M, N, K, precision, reps, out C,
@@ -442,14 +442,22 @@ const std::map<std::string, Entry>& kernels() {
            else cuda::conv2d_backward(nullptr, result, nullptr, dout, inp, w, ws, s, p);
          }, 2, c.dim(14))); }},
       {"time_attention", [](DeviceCall& c) {
-         // args: q, k, v (B, T, NH·D), B, T, NH, D, reps, out, lse
-         int B = c.dim(3), T = c.dim(4), NH = c.dim(5), D = c.dim(6);
-         int64_t n = product({B, T, NH, D});
-         const float *q = c.in<F>(0, n), *k = c.in<F>(1, n), *v = c.in<F>(2, n);
-         float* o = c.out<F>(8, n);
-         float* lse = c.out<F>(9, product({B, NH, T}));
+         // args: q (B, Tq, NH·D), k, v (B, Tk, NH·D), dout (B, Tq, NH·D), B, Tq, Tk, NH, D, precision, backward, reps.
+         // backward false: the forward alone; true: forward then backward (one training step's attention).
+         int B = c.dim(4), Tq = c.dim(5), Tk = c.dim(6), NH = c.dim(7), D = c.dim(8);
+         int64_t nq = product({B, Tq, NH, D}), nk = product({B, Tk, NH, D});
+         const float *q = c.in<F>(0, nq), *k = c.in<F>(1, nk), *v = c.in<F>(2, nk), *dout = c.in<F>(3, nq);
+         const Precision p = precision_arg(c, 9);
+         const bool backward = c.flag(10);
+         DeviceBuffer o(sizeof(F) * nq), lse(sizeof(F) * product({B, NH, Tq})), dq(sizeof(F) * nq), dk(sizeof(F) * nk),
+             dv(sizeof(F) * nk);
          const float scale = 1.f / std::sqrt(static_cast<float>(D));
-         c.set_value(cuda::time_ms([&] { cuda::attention_forward(o, lse, q, k, v, B, T, T, NH, D, scale, false); }, 1, c.dim(7))); }},
+         auto f = [](const DeviceBuffer& b) { return static_cast<float*>(b.get()); };
+         c.set_value(cuda::time_ms([&] {
+           cuda::attention_forward(f(o), f(lse), q, k, v, B, Tq, Tk, NH, D, scale, false, p);
+           if (backward)
+             cuda::attention_backward(f(dq), f(dk), f(dv), dout, q, k, v, f(o), f(lse), B, Tq, Tk, NH, D, scale, false, p);
+         }, 1, c.dim(11))); }},
   };
   return table;
 }

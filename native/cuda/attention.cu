@@ -3,9 +3,12 @@
 // recomputes the probabilities from the saved log-sum-exp.
 // Dimension letters: B batch, Tq query / Tk key tokens, NH heads, D head size (≤ kMaxHead). Q (B, Tq, NH·D) with
 // head h in columns [h·D, (h+1)·D), K and V (B, Tk, NH·D), out (B, Tq, NH·D), lse (B, NH, Tq).
-// Simple first version: one warp per query row (forward, dq) or key row (dk, dv), each lane holding D/32 columns,
-// one warp reduction per dot product; keys and values come through L1/L2. The tensor-core version replaces it.
+// Precision F32: one warp per query row (forward, dq) or key row (dk, dv), each lane holding D/32 columns, one warp
+// reduction per dot product; keys and values come through L1/L2. Precision F16 / BF16 (autocast) run the tensor-core
+// kernels of attention_tc.cu (bf16 on sm_75 runs these fp32 kernels: no bf16 mma there); the backward's Di is the
+// delta kernel below for both.
 // Accumulation: out, lse, dq, dk, dv are written (=).
+#include "attention_tc.cuh"
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -169,8 +172,19 @@ unsigned blocks_for_rows(int64_t rows) {
   return static_cast<unsigned>(blocks);
 }
 
+// The fp32 kernels of the backward after the delta kernel: dq per query row, dk and dv per key row.
+void launch_backward_fp32(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* lse, const float* delta, const AttnDims& a, int64_t q_rows,
+                          int64_t k_rows) {
+  attention_dq_kernel<<<blocks_for_rows(q_rows), dim3(32, kRowsPerBlock)>>>(dq, dout, q, k, v, lse, delta, a);
+  DBCORE_CUDA_CHECK_LAUNCH();
+  if (k_rows == 0) return;
+  attention_dkv_kernel<<<blocks_for_rows(k_rows), dim3(32, kRowsPerBlock)>>>(dk, dv, dout, q, k, v, lse, delta, a);
+  DBCORE_CUDA_CHECK_LAUNCH();
+}
+
 AttnDims attention_dims(int B, int Tq, int Tk, int NH, int D, float scale, bool causal) {
-  DBCORE_CHECK(D > 0 && D <= kMaxHead, "EINVAL", "attention: head size %d is outside [1, %d]", D, kMaxHead);
+  DBCORE_CHECK(D > 0 && D <= kMaxHead, "EINVAL", "attention: head size D = %d is outside [1, %d]", D, kMaxHead);
   DBCORE_CHECK(B >= 0 && Tq >= 0 && Tk >= 0 && NH >= 0, "EINVAL", "attention: negative size");
   return AttnDims{B, Tq, Tk, NH, D, scale, causal};
 }
@@ -178,17 +192,21 @@ AttnDims attention_dims(int B, int Tq, int Tk, int NH, int D, float scale, bool 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
-                       int Tk, int NH, int D, float scale, bool causal) {
+                       int Tk, int NH, int D, float scale, bool causal, Precision precision) {
   AttnDims a = attention_dims(B, Tq, Tk, NH, D, scale, causal);
   const int64_t rows = static_cast<int64_t>(B) * NH * Tq;
   if (rows == 0) return;
+  if (attention_uses_tensor_cores(precision, Tk)) {
+    attention_forward_tc(out, lse, q, k, v, B, Tq, Tk, NH, D, scale, causal, precision);
+    return;
+  }
   attention_forward_kernel<<<blocks_for_rows(rows), dim3(32, kRowsPerBlock)>>>(out, lse, q, k, v, a);
   DBCORE_CUDA_CHECK_LAUNCH();
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int NH, int D,
-                        float scale, bool causal) {
+                        float scale, bool causal, Precision precision) {
   AttnDims a = attention_dims(B, Tq, Tk, NH, D, scale, causal);
   const int64_t q_rows = static_cast<int64_t>(B) * NH * Tq, k_rows = static_cast<int64_t>(B) * NH * Tk;
   if (k_rows > 0 && q_rows == 0) {  // no queries: the key gradients are zero
@@ -200,12 +218,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   try {
     attention_delta_kernel<<<blocks_for_rows(q_rows), dim3(32, kRowsPerBlock)>>>(delta, dout, out, a);
     DBCORE_CUDA_CHECK_LAUNCH();
-    attention_dq_kernel<<<blocks_for_rows(q_rows), dim3(32, kRowsPerBlock)>>>(dq, dout, q, k, v, lse, delta, a);
-    DBCORE_CUDA_CHECK_LAUNCH();
-    if (k_rows > 0) {
-      attention_dkv_kernel<<<blocks_for_rows(k_rows), dim3(32, kRowsPerBlock)>>>(dk, dv, dout, q, k, v, lse, delta,
-                                                                                a);
-      DBCORE_CUDA_CHECK_LAUNCH();
+    if (attention_uses_tensor_cores(precision, Tk)) {
+      attention_backward_tc(dq, dk, dv, dout, q, k, v, lse, delta, B, Tq, Tk, NH, D, scale, causal, precision);
+    } else {
+      launch_backward_fp32(dq, dk, dv, dout, q, k, v, lse, delta, a, q_rows, k_rows);
     }
   } catch (...) {
     device_free(delta);

@@ -33,6 +33,17 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);          \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
+// Compute capability major of the current device (cached per process: one GPU is used).
+inline int device_major() {
+  static const int major = [] {
+    int dev = 0, value = 0;
+    DBCORE_CUDA_CHECK(cudaGetDevice(&dev));
+    DBCORE_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, dev));
+    return value;
+  }();
+  return major;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

@@ -148,11 +148,13 @@ void conv2d_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      Precision precision = Precision::F32);
 size_t conv2d_workspace_floats(const cpu::Conv2dShape& s);
 
-// cpu/attention.h (fp32 flash attention: online softmax, O(T) memory, lse saved for backward).
+// cpu/attention.h (flash attention: online softmax, O(T) memory, lse saved for backward). F32 runs fp32 SIMT
+// kernels; F16 / BF16 run tensor-core kernels (fp32 statistics and accumulators, operands and P rounded; bf16 on
+// sm_75 runs the fp32 kernels). D ≤ 160, else EINVAL.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
-                       int Tk, int NH, int D, float scale, bool causal);
+                       int Tk, int NH, int D, float scale, bool causal, Precision precision = Precision::F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int NH, int D,
-                        float scale, bool causal);
+                        float scale, bool causal, Precision precision = Precision::F32);
 
 }  // namespace dbcore::cuda

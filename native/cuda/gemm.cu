@@ -118,14 +118,6 @@ __global__ void __launch_bounds__(kSimtThreads) sgemm_simt_kernel(GemmArgs g) {
 }
 
 // ---- tensor cores: instruction-level helpers -------------------------------------------------------------------
-// Two fp32 rounded to T and packed in one register, `lo` in the low half (the element at the lower index).
-template <typename T>
-__device__ __forceinline__ uint32_t pack_low2(float lo, float hi) {
-  const T l = to_low<T>(lo), h = to_low<T>(hi);
-  return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&l)) |
-         (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&h)) << 16);
-}
-
 // Four 8x8 matrices of 16-bit elements from shared memory (sm_75+); lanes 8i..8i+7 give the row addresses of
 // matrix i, register i receives it. Trans: each matrix arrives transposed.
 template <bool Trans>
@@ -225,7 +217,7 @@ struct OperandTile {
       const int e = threadIdx.x + i * Threads, row = e / kGroupsPerRow, col = 4 * (e % kGroupsPerRow);
       const float* x = v + 4 * i;
       *reinterpret_cast<uint2*>(tile + tile::swizzled_offset(row, col, kWidth)) =
-          make_uint2(pack_low2<T>(x[0], x[1]), pack_low2<T>(x[2], x[3]));
+          make_uint2(pack_low<T>(x[0], x[1]), pack_low<T>(x[2], x[3]));
     }
   }
 

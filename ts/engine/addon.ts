@@ -47,11 +47,13 @@ export interface NativeSampler {
   step(modelOutput: HostTensor, stepIndex: number, sample: HostTensor, noise?: { seed: number; offset: number }): HostTensor;
 }
 
-/** Options of ops.attention / ops.attentionBackward: causal masks keys j > i (needs Tq = Tk). */
+/** Options of ops.attention / ops.attentionBackward: causal masks keys j > i (needs Tq = Tk); bf16 rounds the
+ * operands of the tile products to bf16 (mixed_precision bf16). */
 export interface AttentionOptions {
   heads: number;
   scale?: number;
   causal?: boolean;
+  bf16?: boolean;
 }
 
 /** Kernel-level functions, exported for tests and benchmarks. */
@@ -124,6 +126,9 @@ export interface NativeOps {
     dout: HostTensor, q: HostTensor, k: HostTensor, v: HostTensor, out: HostTensor, lse: HostTensor,
     opts: AttentionOptions,
   ): { dq: HostTensor; dk: HostTensor; dv: HostTensor };
+  /** Test only: the CUDA tensor-core attention's tile loops replayed on the host in fp32 (Di from `out`). */
+  attentionTiledHost(q: HostTensor, k: HostTensor, v: HostTensor, out: HostTensor, dout: HostTensor,
+    opts: AttentionOptions): { out: HostTensor; lse: HostTensor; dq: HostTensor; dk: HostTensor; dv: HostTensor };
   silu(x: HostTensor): HostTensor;
   siluBackward(dy: HostTensor, x: HostTensor): HostTensor;
   gelu(x: HostTensor): HostTensor;
