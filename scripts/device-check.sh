@@ -7,7 +7,8 @@
 #   timeout_s: 540
 # Steps: (a) nvidia-smi; (b) unpack the carried node binary, node_modules and addon (nothing can be installed
 # there); (c) use the carried addon, or with DBCORE_DEVICE_BUILD=1 build on the device instead (needs OpenBLAS
-# there); (d) the CUDA parity tests (jest test/cuda) and scripts/bench-cuda.js; (e) a short table last. Logs and
+# there); (d) the CUDA parity tests (jest test/cuda: kernels and whole networks against the CPU) and
+# scripts/bench-cuda.js, then PyTorch's matmul / SDPA / cuDNN conv on the same shapes; (e) a short table last. Logs and
 # the benchmark's JSON go to $OUT (when set) so that they come back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +43,21 @@ node -e "const a=require('node-gyp-build')('.'); const c=a.backendInfo().cuda; c
 
 # (d) tests, then the benchmark
 if timeout 300 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jest.log" 2>&1; then status_tests=pass; else status_tests=FAIL; fi
-if timeout 120 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
+if timeout 150 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
+# PyTorch on the same shapes (the image's python3 holds torch with CUDA): matmul, SDPA, cuDNN convolution.
+status_torch=skipped
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  status_torch=pass
+  for b in matmul sdpa conv; do
+    timeout 60 python3 bench/torch/${b}_bench.py --json "$OUT/torch-$b.json" > "$OUT/torch-$b.txt" 2>&1 || status_torch=FAIL
+  done
+fi
 
 # (e) summary
 echo "==== jest (failures and summary) ===="
 grep -E "✕|●.*›|Tests:|Test Suites:" "$OUT/jest.log" | head -40
 echo "==== benchmark ===="
 cat "$OUT/bench.txt"
-echo "==== device-check: tests $status_tests, bench $status_bench (logs in \$OUT: jest.log, bench.txt, bench.json) ===="
+for b in matmul sdpa conv; do [ -f "$OUT/torch-$b.txt" ] && { echo "==== torch $b ===="; tail -40 "$OUT/torch-$b.txt"; }; done
+echo "==== device-check: tests $status_tests, bench $status_bench, torch $status_torch (logs in \$OUT: jest.log, bench.txt, bench.json, torch-*.json) ===="
 [ "$status_tests" = pass ] && [ "$status_bench" = pass ]

@@ -6,7 +6,9 @@
 #include <cblas.h>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/parallel.h"
+#include "js_tensor.h"
 #include "registry.h"
 #ifdef DBCORE_WITH_CUDA
 #include "cuda/cuda_backend.h"
@@ -80,6 +82,31 @@ Napi::Object cuda_info(Napi::Env env) {
 }
 
 }  // namespace
+
+namespace {
+Napi::Object counters_to_js(Napi::Env env, const MemoryCounters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("current", double(c.current));
+  o.Set("peak", double(c.peak));
+  return o;
+}
+}  // namespace
+
+// memoryStats({resetPeak?}) → {cpu: {current, peak}, cuda: {current, peak}}: bytes dbcore itself holds on each
+// device (parameter and gradient blocks, arenas, optimizer states, staging), and the most it held at once since
+// the process started or the last reset (the CUDA peak is the allocator high-water mark `dbcore train` reports).
+DBCORE_EXPORT(memoryStats) {
+  Napi::Env env = info.Env();
+  Napi::Object opts = object_arg(info, 0, "options", true);
+  if (get_bool(opts, "resetPeak", false, "options")) {
+    reset_memory_peak(Device::CPU);
+    reset_memory_peak(Device::CUDA);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("cpu", counters_to_js(env, memory_counters(Device::CPU)));
+  out.Set("cuda", counters_to_js(env, memory_counters(Device::CUDA)));
+  return out;
+}
 
 DBCORE_EXPORT(backendInfo) {
   Napi::Env env = info.Env();

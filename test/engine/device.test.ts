@@ -81,14 +81,3 @@ describe('dbcore info report', () => {
     expect(report.platform).toBe(`${process.platform}-${process.arch}`);
   });
 });
-
-describe('modelDevice', () => {
-  const { modelDevice } = require('../../ts/engine/device');
-  const withCuda = { cuda: { available: true } } as never, noCuda = { cuda: { available: false, reason: 'no driver' } } as never;
-  test('auto runs the networks on the CPU, also where CUDA is available; cuda is refused with the reason', () => {
-    expect(modelDevice('auto', withCuda)).toBe('cpu');
-    expect(modelDevice('cpu', withCuda)).toBe('cpu');
-    expect(() => modelDevice('cuda', withCuda)).toThrow(/do not run on the CUDA backend in this version/);
-    expect(() => modelDevice('cuda', noCuda)).toThrow(/no driver/);
-  });
-});

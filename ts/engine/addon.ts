@@ -220,11 +220,21 @@ export interface BackendInfo {
   };
 }
 
+export interface MemoryCounters {
+  current: number;
+  peak: number;
+}
+
 export interface NativeAddon {
   ops: NativeOps;
   setNumThreads(n: number): void;
   numThreads(): number;
   backendInfo(): BackendInfo;
+  /**
+   * Bytes dbcore holds on each device (weights, gradients, arenas, optimizer states, staging) and the most held at
+   * once since start or the last {resetPeak: true}; the CUDA peak is the allocator high-water mark.
+   */
+  memoryStats(opts?: { resetPeak?: boolean }): { cpu: MemoryCounters; cuda: MemoryCounters };
   /** The thread count async work (forward, backward, optimizerStep) runs with, read on a worker thread. */
   workerThreads(): Promise<number>;
 }

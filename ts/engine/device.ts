@@ -11,7 +11,9 @@ export type DeviceChoice = (typeof DEVICE_CHOICES)[number];
 export type Backend = 'cpu' | 'cuda';
 
 /**
- * The backend a `--device` value selects: cpu and cuda as asked, auto = cuda when available, else cpu.
+ * The backend a `--device` value selects (train and sample): cpu and cuda as asked, auto = cuda when available,
+ * else cpu. The networks, the Trainer and its optimizer live on that backend; data loading, tokenizing and
+ * checkpoint IO stay on the host.
  * Throws ENODEVICE when cuda is asked for and unavailable (with the reason), EUSAGE for an unknown value.
  */
 export function resolveDevice(choice: string, info: BackendInfo = loadAddon().backendInfo()): Backend {
@@ -22,17 +24,6 @@ export function resolveDevice(choice: string, info: BackendInfo = loadAddon().ba
   if (info.cuda.available) return 'cuda';
   if (choice === 'auto') return 'cpu';
   throw new DbcoreError('ENODEVICE', `--device cuda: the CUDA backend cannot be used: ${info.cuda.reason ?? 'unknown reason'}`);
-}
-
-/**
- * The backend a train or sample run uses. The networks run on the CPU backend only until the CUDA model path lands
- * (the CUDA kernels exist, the device-resident networks do not yet): auto picks cpu, cuda is refused with that
- * reason rather than silently running on the CPU.
- */
-export function modelDevice(choice: string, info: BackendInfo = loadAddon().backendInfo()): Backend {
-  const backend = resolveDevice(choice, info);
-  if (backend === 'cpu' || choice === 'auto') return 'cpu';
-  throw new DbcoreError('EUNSUPPORTED', '--device cuda: the networks do not run on the CUDA backend in this version yet (its kernels are being brought up); use --device cpu');
 }
 
 /** Everything `dbcore info` shows: package and runtime versions, the loaded addon, its backends, the auto pick. */

@@ -7,6 +7,7 @@ import { DbcoreError } from '../util/errors';
 import { readSafetensors } from '../checkpoint/safetensors';
 import type { DiffusersComponent } from '../checkpoint/discover';
 import { loadAddon } from './addon';
+import type { Backend } from './device';
 import { alignedForNative, type HostTensor } from './tensor';
 import { resolveUNetConfig } from './unet-config';
 import { resolveVAEConfig } from './vae-config';
@@ -65,9 +66,9 @@ export interface NativeVAE extends NativeNetwork {
 }
 
 interface NetworkClasses {
-  UNet: new (config: object) => NativeUNet;
-  TextEncoder: new (config: object) => NativeTextEncoder;
-  VAE: new (config: object) => NativeVAE;
+  UNet: new (config: object, options?: NetworkOptions) => NativeUNet;
+  TextEncoder: new (config: object, options?: NetworkOptions) => NativeTextEncoder;
+  VAE: new (config: object, options?: NetworkOptions) => NativeVAE;
 }
 
 function classes(): NetworkClasses {
@@ -109,33 +110,38 @@ export function readComponentWeights(component: DiffusersComponent): Map<string,
   return all;
 }
 
-export function createUNet(config: Record<string, unknown>, file?: string): NativeUNet {
-  return new (classes().UNet)(resolveUNetConfig(config, file));
+/** Where a network's weights, gradients and activations live (its inputs and outputs stay host tensors). */
+export interface NetworkOptions {
+  device?: Backend;
 }
 
-export function createTextEncoder(config: Record<string, unknown>): NativeTextEncoder {
-  return new (classes().TextEncoder)(config);
+export function createUNet(config: Record<string, unknown>, file?: string, device: Backend = 'cpu'): NativeUNet {
+  return new (classes().UNet)(resolveUNetConfig(config, file), { device });
 }
 
-export function createVAE(config: Record<string, unknown>, file?: string): NativeVAE {
-  return new (classes().VAE)(resolveVAEConfig(config, file));
+export function createTextEncoder(config: Record<string, unknown>, device: Backend = 'cpu'): NativeTextEncoder {
+  return new (classes().TextEncoder)(config, { device });
+}
+
+export function createVAE(config: Record<string, unknown>, file?: string, device: Backend = 'cpu'): NativeVAE {
+  return new (classes().VAE)(resolveVAEConfig(config, file), { device });
 }
 
 /** A network built from a diffusers component folder, with its weights loaded. */
-export function loadUNet(component: DiffusersComponent): NativeUNet {
-  const net = createUNet(component.config, component.configPath);
+export function loadUNet(component: DiffusersComponent, device: Backend = 'cpu'): NativeUNet {
+  const net = createUNet(component.config, component.configPath, device);
   loadWeights(net, readComponentWeights(component), component.dir);
   return net;
 }
 
-export function loadTextEncoder(component: DiffusersComponent): NativeTextEncoder {
-  const net = createTextEncoder(component.config);
+export function loadTextEncoder(component: DiffusersComponent, device: Backend = 'cpu'): NativeTextEncoder {
+  const net = createTextEncoder(component.config, device);
   loadWeights(net, readComponentWeights(component), component.dir);
   return net;
 }
 
-export function loadVAE(component: DiffusersComponent): NativeVAE {
-  const net = createVAE(component.config, component.configPath);
+export function loadVAE(component: DiffusersComponent, device: Backend = 'cpu'): NativeVAE {
+  const net = createVAE(component.config, component.configPath, device);
   loadWeights(net, renameLegacyVAEAttention(readComponentWeights(component)), component.dir);
   return net;
 }

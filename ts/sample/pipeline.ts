@@ -13,6 +13,7 @@ import fs from 'fs';
 import path from 'path';
 import { DbcoreError } from '../util/errors';
 import { loadAddon, type NativeSampler } from '../engine/addon';
+import type { Backend } from '../engine/device';
 import { asFloat32, f32, numel, type HostTensor } from '../engine/tensor';
 import {
   createTextEncoder, createUNet, createVAE, loadTextEncoder, loadUNet, loadVAE, loadWeights, readComponentWeights,
@@ -69,6 +70,8 @@ export interface LoadPipelineOptions {
   tokenizerDir?: string;
   /** Single files: values weights cannot carry (see `dbcore convert`). */
   singleFile?: Partial<Pick<InferOptions, 'predictionType' | 'originalConfig' | 'overrides'>>;
+  /** Backend of the networks (default cpu); engine/device.ts's modelDevice resolves --device. */
+  device?: Backend;
 }
 
 /** Loads a diffusers folder, or a single-file .safetensors / .ckpt converted in memory. */
@@ -80,9 +83,9 @@ export function loadPipeline(modelPath: string, opts: LoadPipelineOptions = {}):
     return describe({
       path: found.path, name,
       tokenizer: loadTokenizer(opts.tokenizerDir ?? c.tokenizer.dir),
-      textEncoder: loadTextEncoder(c.text_encoder),
-      unet: loadUNet(c.unet),
-      vae: loadVAE(c.vae),
+      textEncoder: loadTextEncoder(c.text_encoder, opts.device),
+      unet: loadUNet(c.unet, opts.device),
+      vae: loadVAE(c.vae, opts.device),
       schedulerConfig: c.scheduler.config,
       schedulerFile: c.scheduler.configPath,
       source: {
@@ -109,11 +112,11 @@ export function loadPipeline(modelPath: string, opts: LoadPipelineOptions = {}):
   const textLayers = Number(cfg.textEncoder.num_hidden_layers);
   const w = originalToDiffusers(tensors, { version: cfg.version, unet: cfg.unetStructure, vae: cfg.vaeStructure, textLayers }, found.path, false);
   const [unetConfig, vaeConfig, textConfig] = [cfg.unet, cfg.vae, cfg.textEncoder].map(plainJson);
-  const textEncoder = createTextEncoder(textConfig);
+  const textEncoder = createTextEncoder(textConfig, opts.device);
   loadWeights(textEncoder, w.textEncoder, found.path);
-  const unet = createUNet(unetConfig, found.path);
+  const unet = createUNet(unetConfig, found.path, opts.device);
   loadWeights(unet, w.unet, found.path);
-  const vae = createVAE(vaeConfig);
+  const vae = createVAE(vaeConfig, undefined, opts.device);
   loadWeights(vae, w.vae, found.path);
   return describe({
     path: found.path, name, hash: fileHash(found.path),

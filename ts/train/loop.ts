@@ -11,7 +11,7 @@ import path from 'path';
 import type { ResolvedTrainConfig } from '../config/load';
 import { DreamBoothDataset, trainingLength, type BatchPlan, type TrainingLength } from '../data/dataset';
 import { loadAddon } from '../engine/addon';
-import { modelDevice } from '../engine/device';
+import { resolveDevice, type Backend } from '../engine/device';
 import { loadWeights, type NativeNetwork } from '../engine/networks';
 import { createTrainer, type NativeTrainer, type TrainBatch } from '../engine/trainer';
 import { classImageJobs, ensureClassImages } from '../sample/class-images';
@@ -56,6 +56,8 @@ export interface TrainResult {
   lossCurve?: string;
   log: string;
   peakRssBytes: number;
+  /** CUDA runs: the most device memory dbcore's allocator held at once during training, and the GPU's total. */
+  deviceMemory?: { peakBytes: number; totalBytes: number };
   /** mixed_precision fp16: optimizer steps skipped because a gradient overflowed (whole run, resumes included). */
   skippedSteps?: number;
 }
@@ -132,6 +134,7 @@ class TrainingSession {
     private readonly latents: LatentCache,
     private readonly embeddings: EmbeddingCache,
     private readonly trainer: NativeTrainer,
+    private readonly device: Backend,
   ) {
     const logDir = path.resolve(outputDir, c.logging_dir);
     fs.mkdirSync(logDir, { recursive: true });
@@ -144,7 +147,7 @@ class TrainingSession {
     const c = resolved.config;
     const unsupported = unsupportedOptions(c);
     if (unsupported.length > 0) throw new DbcoreError('EUNSUPPORTED', `not supported by this version: ${unsupported.join(', ')}`, { file: resolved.file });
-    modelDevice(c.device);
+    const device = resolveDevice(c.device);
     if (c.threads > 0) loadAddon().setNumThreads(c.threads);
     const outputDir = path.resolve(c.output_dir);
     fs.mkdirSync(outputDir, { recursive: true });
@@ -153,7 +156,7 @@ class TrainingSession {
     const resumed = resumeState(c, outputDir, fingerprint, reporter);
 
     reporter.info(`loading ${c.pretrained_model_name_or_path}`);
-    const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c) });
+    const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c), device });
     await makeClassImages(resolved, model, seed, reporter);
     const dataset = await DreamBoothDataset.load(resolved, seed, model.sizeMultiple);
     checkResolution(c.resolution, model.sizeMultiple);
@@ -176,7 +179,7 @@ class TrainingSession {
     const trainer = createRunTrainer(c, model, seed);
     if (resumed) restoreTrainer(c, model, trainer, resumed);
     reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
-    const session = new TrainingSession(c, reporter, outputDir, model, dataset, length, position, latents, embeddings, trainer);
+    const session = new TrainingSession(c, reporter, outputDir, model, dataset, length, position, latents, embeddings, trainer, device);
     await session.reportMemoryPlan();
     return session;
   }
@@ -231,6 +234,10 @@ class TrainingSession {
     }
     this.events?.close();
     this.result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+    if (this.device === 'cuda') {
+      const info = loadAddon().backendInfo().cuda;
+      this.result.deviceMemory = { peakBytes: loadAddon().memoryStats().cuda.peak, totalBytes: info.totalMemory ?? 0 };
+    }
     return this.result;
   }
 
@@ -247,7 +254,8 @@ class TrainingSession {
     const size = (p: BatchPlan) => p.size.width * p.size.height * this.dataset.rows(p).length;
     const largest = this.dataset.plan(this.position.epoch).reduce((a, b) => (size(b) > size(a) ? b : a));
     const trainsTe = this.c.train_text_encoder && this.position.textEncoderTraining;
-    this.reporter.info(await memoryPlan(this.c, this.model, this.trainer, this.batchOf(largest, this.position.latentOffset).batch, trainsTe));
+    const plan = await memoryPlan(this.c, this.model, this.trainer, this.batchOf(largest, this.position.latentOffset).batch, trainsTe);
+    this.reporter.info(this.device === 'cuda' ? `${plan}; on ${loadAddon().backendInfo().cuda.name ?? 'the GPU'}` : plan);
   }
 
   private logStep(r: StepReport, clipCoef: number): void {

@@ -12,7 +12,7 @@ import { DbcoreError } from '../../util/errors';
 import { loadPipeline, GENERATE_DEFAULTS, type StepProgress } from '../../sample/pipeline';
 import { sampleToFolder } from '../../sample/run';
 import { singleFileOptions } from '../../sample/single-file-options';
-import { DEVICE_CHOICES, modelDevice } from '../../engine/device';
+import { DEVICE_CHOICES, resolveDevice } from '../../engine/device';
 import { validSchedulerNames } from '../../sample/schedulers';
 
 interface Flags {
@@ -85,11 +85,12 @@ export function sampleCommand(): Command {
     .addOption(new Option('--prediction_type <type>', 'single files: the scheduler prediction type').choices(['epsilon', 'v_prediction']).default('epsilon'))
     .addOption(new Option('--device <device>', 'backend (auto: CUDA when available)').choices([...DEVICE_CHOICES]).default('auto'))
     .action(async (flags: Flags) => {
-      modelDevice(flags.device);
+      const device = resolveDevice(flags.device);
       const prompts = readPrompts(flags);
       const model = loadPipeline(flags.model, {
         tokenizerDir: flags.tokenizer,
         singleFile: singleFileOptions(flags),
+        device,
       });
       const progress = progressBar(Math.ceil((prompts.length * flags.num_images_per_prompt) / flags.batch_size) * flags.steps);
       try {

@@ -136,5 +136,9 @@ async function train(resolved: ReturnType<typeof loadTrainConfig>): Promise<void
   lines.push(`  log: ${result.log}`);
   if (result.lossCurve) lines.push(`  loss curve: ${result.lossCurve}`);
   lines.push(`  peak memory (RSS): ${(result.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+  if (result.deviceMemory) {
+    const { peakBytes, totalBytes } = result.deviceMemory;
+    lines.push(`  peak GPU memory (dbcore's allocations): ${(peakBytes / 2 ** 20).toFixed(0)} MiB of ${(totalBytes / 2 ** 20).toFixed(0)} MiB`);
+  }
   process.stderr.write(`dbcore: ${lines.join('\n')}\n`);
 }

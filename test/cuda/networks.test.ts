@@ -1,0 +1,96 @@
+/**
+ * Whole networks on the CUDA backend against the same networks on the CPU (the reference), on the tiny golden model
+ * (test/fixtures/tiny-sd): UNet forward and backward, text encoder forward and backward, VAE encode and decode, and
+ * three Trainer steps (AdamW and 8-bit AdamW, prior preservation rows, clipping) that leave the weights within
+ * tolerance of the CPU's. fp32 on both sides: relative L2 ≤ 1e-5 (1e-4 for gradients and trained weights, sums in
+ * another order); bf16 / fp16 autocast against the CPU's autocast at the same precision (same operand rounding,
+ * another summation order): ≤ 1e-2. Skipped without a usable GPU.
+ */
+import path from 'path';
+import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
+import type { Backend } from '../../ts/engine/device';
+import { loadTextEncoder, loadUNet, loadVAE, type NativeNetwork } from '../../ts/engine/networks';
+import type { HostTensor } from '../../ts/engine/tensor';
+import { createTrainer } from '../../ts/engine/trainer';
+import { trainingNoiseSchedule } from '../../ts/train/noise-schedule';
+import { FIXTURES, readGolden } from '../helpers/golden';
+import { describeGpu, expectClose, randn } from './cuda-helpers';
+
+const model = () => discoverModel(path.join(FIXTURES, 'tiny-sd')) as DiffusersModel;
+const golden = readGolden('train_step.safetensors');
+
+function pair<T>(load: (device: Backend) => T): { cpu: T; gpu: T } {
+  return { cpu: load('cpu'), gpu: load('cuda') };
+}
+
+function expectSameParams(a: NativeNetwork, b: NativeNetwork, tol: number, what: string): void {
+  for (const { name } of a.paramTable()) expectClose(b.getParam(name), a.getParam(name), tol, `${what} ${name}`);
+}
+
+describeGpu('CUDA networks against the CPU', () => {
+  test.each([['fp32', 'no', 1e-5, 1e-4], ['bf16', 'bf16', 1e-2, 1e-2]] as const)(
+    'UNet forward and backward (%s)', async (_name, precision, fwdTol, gradTol) => {
+      const m = model();
+      const nets = pair((d) => loadUNet(m.components.unet, d));
+      const sample = golden.tensor('latents'), t = golden.tensor('timesteps'), ctx = golden.tensor('encoder_hidden_states');
+      const dout = randn(sample.shape);  // the same d loss / d out on both sides
+      const results: Record<string, HostTensor[]> = {};
+      for (const [side, net] of Object.entries(nets)) {
+        // A Trainer sets its networks' autocast precision (mixed_precision) when it is made.
+        if (precision !== 'no') createTrainer({ unet: net, scheduler: trainingNoiseSchedule(m.components.scheduler.config), mixedPrecision: precision });
+        const { out } = await net.forward(sample, t, ctx, { forBackward: true });
+        const { dsample, dcontext } = await net.backward(dout);
+        results[side] = [out, dsample!, dcontext!];
+      }
+      expectClose(results.gpu[0], results.cpu[0], fwdTol, 'out');
+      expectClose(results.gpu[1], results.cpu[1], gradTol, 'dsample');
+      expectClose(results.gpu[2], results.cpu[2], gradTol, 'dcontext');
+      for (const { name } of nets.cpu.paramTable()) expectClose(nets.gpu.getGrad(name), nets.cpu.getGrad(name), gradTol, name);
+    });
+
+  test('text encoder forward and backward (fp32)', async () => {
+    const nets = pair((d) => loadTextEncoder(model().components.text_encoder, d));
+    const ids = golden.tensor('input_ids');
+    const outs: HostTensor[] = [];
+    let dout: HostTensor | undefined;
+    for (const net of [nets.cpu, nets.gpu]) {
+      const { out } = await net.forward(ids, { forBackward: true });
+      outs.push(out);
+      dout ??= randn(out.shape);  // the same on both sides
+      await net.backward(dout);
+    }
+    expectClose(outs[1], outs[0], 1e-5, 'last_hidden_state');
+    for (const { name } of nets.cpu.paramTable()) expectClose(nets.gpu.getGrad(name), nets.cpu.getGrad(name), 1e-4, name);
+  });
+
+  test('VAE encode and decode, untiled and tiled (fp32)', async () => {
+    const nets = pair((d) => loadVAE(model().components.vae, d));
+    const image = randn([1, 3, 64, 64]);
+    for (const tileSize of [0, 4]) {
+      const [c, g] = [await nets.cpu.encode(image, { tileSize }), await nets.gpu.encode(image, { tileSize })];
+      expectClose(g.mean, c.mean, 1e-5, `mean (tile ${tileSize})`);
+      expectClose(g.logvar, c.logvar, 1e-5, `logvar (tile ${tileSize})`);
+      const [dc, dg] = [await nets.cpu.decode(c.mean, { tileSize }), await nets.gpu.decode(c.mean, { tileSize })];
+      expectClose(dg.out, dc.out, 1e-5, `decoded (tile ${tileSize})`);
+    }
+  });
+
+  test.each([['AdamW', 'adamw'], ['8-bit AdamW', 'adamw8bit']] as const)(
+    'three Trainer steps (%s, prior preservation, clipping) leave the same weights', async (_name, kind) => {
+      const m = model();
+      const unets = pair((d) => loadUNet(m.components.unet, d));
+      const trainers = pair((d) => createTrainer({
+        unet: d === 'cpu' ? unets.cpu : unets.gpu, scheduler: trainingNoiseSchedule(m.components.scheduler.config),
+        optimizer: { kind }, maxGradNorm: 1, seed: 3,
+      }));
+      const batch = { latents: golden.tensor('latents'), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps'),
+        context: golden.tensor('encoder_hidden_states'), nInstance: 2 };
+      for (let step = 0; step < 3; step++) {
+        const [c, g] = [await trainers.cpu.accumulate(batch), await trainers.gpu.accumulate(batch)];
+        expect(Math.abs(g.loss - c.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(c.loss));
+        const [ac, ag] = [await trainers.cpu.apply(1e-3), await trainers.gpu.apply(1e-3)];
+        expect(Math.abs(ag.gradNorm - ac.gradNorm)).toBeLessThanOrEqual(1e-4 * ac.gradNorm);
+      }
+      expectSameParams(unets.cpu, unets.gpu, 1e-4, kind);
+    });
+});
