@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 
 #include "async.h"
 #include "js_tensor.h"
@@ -319,20 +320,24 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     std::vector<StateBuffer> bufs = trainer_->optimizer().state_buffers();
     DBCORE_CHECK(arr.Length() == bufs.size(), "EINVAL", "optimizer state has %u buffers, this optimizer needs %zu",
                  arr.Length(), bufs.size());
-    for (uint32_t i = 0; i < arr.Length(); ++i) {  // validate everything before changing anything
+    // Entries are matched by name (a state file lists them in its own order); validate all before changing any.
+    std::unordered_map<std::string, uint32_t> given;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
       Napi::Value v = arr.Get(i);
       DBCORE_CHECK(v.IsObject(), "EINVAL", "optimizer state entry %u is not an object", i);
-      std::string name = get_string(v.As<Napi::Object>(), "name", "", "optimizer state entry");
-      DBCORE_CHECK(name == bufs[i].name, "EINVAL", "optimizer state entry %u is '%s', expected '%s'", i, name.c_str(),
-                   bufs[i].name.c_str());
-      Tensor t = tensor_from_js(v, name.c_str());
-      check_dtype(t, bufs[i].dtype, name.c_str());
-      check_shape(t, bufs[i].shape, name.c_str());
+      given[get_string(v.As<Napi::Object>(), "name", "", "optimizer state entry")] = i;
     }
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Tensor t = tensor_from_js(arr.Get(i), bufs[i].name.c_str());
-      copy_bytes(bufs[i].device, bufs[i].data, Device::CPU, t.data, t.nbytes());
+    std::vector<Tensor> sources;
+    for (const StateBuffer& b : bufs) {
+      auto it = given.find(b.name);
+      DBCORE_CHECK(it != given.end(), "EINVAL", "optimizer state: '%s' is missing", b.name.c_str());
+      Tensor t = tensor_from_js(arr.Get(it->second), b.name.c_str());
+      check_dtype(t, b.dtype, b.name.c_str());
+      check_shape(t, b.shape, b.name.c_str());
+      sources.push_back(t);
     }
+    for (size_t i = 0; i < bufs.size(); ++i)
+      copy_bytes(bufs[i].device, bufs[i].data, Device::CPU, sources[i].data, sources[i].nbytes());
     return info.Env().Undefined();
   }
 
