@@ -15,10 +15,11 @@ fp32 uses torch's default for convolutions, TF32 on Ampere+ (torch.backends.cudn
 """
 import argparse
 import json
-import statistics
 
 import torch
 import torch.nn.functional as F
+
+from cuda_timing import median_ms
 
 # [what, C, OC, H (= W), kernel, stride, pad]: keep in step with CONVS in scripts/bench-cuda.js.
 CONVS = [
@@ -43,20 +44,6 @@ CONVS = [
     ["conv_out 320→4 64²", 320, 4, 64, 3, 1, 1],
 ]
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def median_ms(fn, warmup, reps):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def conv_rows(shape, batch, reps):

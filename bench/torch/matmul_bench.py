@@ -11,27 +11,13 @@ Times: median of CUDA-event timings after warm-up. Prints a table; --json FILE a
 import argparse
 import json
 import os
-import statistics
 
 import torch
 
+from cuda_timing import median_ms
+
 SHAPES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gemm-shapes.json")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def time_ms(fn, warmup, reps):
-    """Median milliseconds of fn over reps runs, each timed by CUDA events."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def bench_shape(what, M, N, K, name, dtype):
@@ -40,7 +26,7 @@ def bench_shape(what, M, N, K, name, dtype):
     b = torch.randn(N, K, device="cuda", generator=gen).to(dtype)
     c = torch.empty(M, N, device="cuda", dtype=dtype)
     reps = 5 if M * N * K > 1e10 else 20
-    ms = time_ms(lambda: torch.matmul(a, b.t(), out=c), warmup=2, reps=reps)
+    ms = median_ms(lambda: torch.matmul(a, b.t(), out=c), 2, reps)
     return {"what": what, "M": M, "N": N, "K": K, "precision": name, "ms": ms,
             "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12}
 

@@ -15,28 +15,14 @@ Tq, Tk, NH, D, precision, pass, ms, tflops, as bench-cuda.js's --json attention 
 import argparse
 import json
 import os
-import statistics
 
 import torch
 import torch.nn.functional as F
 
+from cuda_timing import median_ms
+
 SHAPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "attention-shapes.json")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def time_ms(fn, reps):
-    """Median milliseconds of fn() over reps runs, after one warm-up run."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def heads(x, NH, D):
@@ -62,10 +48,10 @@ def row(shape, B, precision, backward, reps):
             q.grad = k.grad = v.grad = None
 
     if backward:
-        ms = time_ms(step, reps)
+        ms = median_ms(step, 1, reps)
     else:
         with torch.no_grad():
-            ms = time_ms(step, reps)
+            ms = median_ms(step, 1, reps)
     forward_flops = 4 * B * NH * Tq * Tk * D
     flops = 3.5 * forward_flops if backward else forward_flops
     return {"what": shape["what"], "B": B, "Tq": Tq, "Tk": Tk, "NH": NH, "D": D, "precision": precision,

@@ -12,14 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-// Functions shared with the CUDA twin are compiled for host and device there.
-#ifndef DBCORE_HOST_DEVICE
-#ifdef __CUDACC__
-#define DBCORE_HOST_DEVICE __host__ __device__
-#else
-#define DBCORE_HOST_DEVICE
-#endif
-#endif
+#include "core/host_device.h"
 
 namespace dbcore::cpu {
 

@@ -10,13 +10,7 @@
 #pragma once
 #include <math.h>
 
-#ifndef DBCORE_HOST_DEVICE
-#ifdef __CUDACC__
-#define DBCORE_HOST_DEVICE __host__ __device__
-#else
-#define DBCORE_HOST_DEVICE
-#endif
-#endif
+#include "core/host_device.h"
 
 namespace dbcore::cuda::attn_tiles {
 

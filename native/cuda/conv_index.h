@@ -20,13 +20,8 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "core/host_device.h"
 #include "cpu/conv2d.h"
-
-#ifdef __CUDACC__
-#define DBCORE_HD __host__ __device__
-#else
-#define DBCORE_HD
-#endif
 
 namespace dbcore::cuda {
 
@@ -63,38 +58,38 @@ struct ColEntry {
 struct Tap {
   int ch, ky, kx;
 };
-DBCORE_HD inline Tap tap_of(const ConvDims& d, int k) {
+DBCORE_HOST_DEVICE inline Tap tap_of(const ConvDims& d, int k) {
   const int r = k % d.KK;
   return {k / d.KK, r / d.KW, r % d.KW};
 }
 
 // Offset of input pixel (ih, iw) in the plane starting at `plane`, or −1 in the zero padding.
-DBCORE_HD inline int input_offset(const ConvDims& d, int plane, int ih, int iw) {
+DBCORE_HOST_DEVICE inline int input_offset(const ConvDims& d, int plane, int ih, int iw) {
   return ih >= 0 && ih < d.H && iw >= 0 && iw < d.W ? plane + ih * d.W + iw : -1;
 }
 
 // ---- forward: M = OC, Ncols = OHW, K = C·KK; A = weight, B = im2col of inp_n ----
-DBCORE_HD inline KEntry forward_k_entry(const ConvDims& d, int k) {
+DBCORE_HOST_DEVICE inline KEntry forward_k_entry(const ConvDims& d, int k) {
   const Tap t = tap_of(d, k);
   return {k, t.ch * d.HW, t.ky, t.kx};
 }
-DBCORE_HD inline ColEntry forward_col_entry(const ConvDims& d, int n) {
+DBCORE_HOST_DEVICE inline ColEntry forward_col_entry(const ConvDims& d, int n) {
   return {0, (n / d.OW) * d.stride - d.pad, (n % d.OW) * d.stride - d.pad};
 }
-DBCORE_HD inline int forward_a_offset(const ConvDims& d, const KEntry& e, int m) { return m * d.C * d.KK + e.a; }
-DBCORE_HD inline int forward_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
+DBCORE_HOST_DEVICE inline int forward_a_offset(const ConvDims& d, const KEntry& e, int m) { return m * d.C * d.KK + e.a; }
+DBCORE_HOST_DEVICE inline int forward_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
   return input_offset(d, e.b, col.y + e.y, col.x + e.x);
 }
 
 // ---- input gradient: M = C, Ncols = HW, K = OC·KK; A = weight gathered as Wᵀ, B = G_n from dout_n ----
-DBCORE_HD inline KEntry dgrad_k_entry(const ConvDims& d, int k) {
+DBCORE_HOST_DEVICE inline KEntry dgrad_k_entry(const ConvDims& d, int k) {
   const Tap t = tap_of(d, k);  // (oc, ky, kx)
   return {t.ch * d.C * d.KK + t.ky * d.KW + t.kx, t.ch * d.OHW, t.ky, t.kx};
 }
 // Column (y, x) of dinp_n, shifted by the padding: output row oy reads it through tap ky when y + pad − ky = oy·stride.
-DBCORE_HD inline ColEntry dgrad_col_entry(const ConvDims& d, int n) { return {0, n / d.W + d.pad, n % d.W + d.pad}; }
-DBCORE_HD inline int dgrad_a_offset(const ConvDims& d, const KEntry& e, int m) { return e.a + m * d.KK; }
-DBCORE_HD inline int dgrad_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
+DBCORE_HOST_DEVICE inline ColEntry dgrad_col_entry(const ConvDims& d, int n) { return {0, n / d.W + d.pad, n % d.W + d.pad}; }
+DBCORE_HOST_DEVICE inline int dgrad_a_offset(const ConvDims& d, const KEntry& e, int m) { return e.a + m * d.KK; }
+DBCORE_HOST_DEVICE inline int dgrad_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
   const int ty = col.y - e.y, tx = col.x - e.x;  // oy·stride, ox·stride when the tap reaches this pixel
   if (ty < 0 || tx < 0 || ty % d.stride != 0 || tx % d.stride != 0) return -1;
   const int oy = ty / d.stride, ox = tx / d.stride;
@@ -102,16 +97,16 @@ DBCORE_HD inline int dgrad_b_offset(const ConvDims& d, const KEntry& e, const Co
 }
 
 // ---- weight gradient: M = OC, Ncols = C·KK, K = P = N·OHW; A = dout, B = im2col of inp over all images ----
-DBCORE_HD inline KEntry wgrad_k_entry(const ConvDims& d, int p) {
+DBCORE_HOST_DEVICE inline KEntry wgrad_k_entry(const ConvDims& d, int p) {
   const int img = p / d.OHW, r = p % d.OHW;
   return {img * d.OC * d.OHW + r, img * d.C * d.HW, (r / d.OW) * d.stride - d.pad, (r % d.OW) * d.stride - d.pad};
 }
-DBCORE_HD inline ColEntry wgrad_col_entry(const ConvDims& d, int n) {
+DBCORE_HOST_DEVICE inline ColEntry wgrad_col_entry(const ConvDims& d, int n) {
   const Tap t = tap_of(d, n);
   return {t.ch * d.HW, t.ky, t.kx};
 }
-DBCORE_HD inline int wgrad_a_offset(const ConvDims& d, const KEntry& e, int m) { return e.a + m * d.OHW; }
-DBCORE_HD inline int wgrad_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
+DBCORE_HOST_DEVICE inline int wgrad_a_offset(const ConvDims& d, const KEntry& e, int m) { return e.a + m * d.OHW; }
+DBCORE_HOST_DEVICE inline int wgrad_b_offset(const ConvDims& d, const KEntry& e, const ColEntry& col) {
   return input_offset(d, e.b + col.off, e.y + col.y, e.x + col.x);
 }
 

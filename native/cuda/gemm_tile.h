@@ -19,11 +19,7 @@
 #pragma once
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define DBCORE_HD __host__ __device__ __forceinline__
-#else
-#define DBCORE_HD inline
-#endif
+#include "core/host_device.h"
 
 namespace dbcore::cuda::tile {
 
@@ -31,7 +27,7 @@ constexpr int kChunk = 8;  // 16-bit elements per 16-byte chunk (one ldmatrix ro
 
 // Element offset of logical (row, col) in a swizzled tile of `width` elements per row (width a multiple of 8,
 // width / 8 a power of two).
-DBCORE_HD int swizzled_offset(int row, int col, int width) {
+DBCORE_HOST_DEVICE inline int swizzled_offset(int row, int col, int width) {
   const int chunks = width / kChunk;
   const int rows_per_window = chunks >= 8 ? 1 : 8 / chunks;
   const int period = chunks >= 8 ? 8 : chunks;
@@ -47,7 +43,7 @@ struct TileCoord {
   int row, col;
 };
 
-DBCORE_HD TileCoord ldmatrix_row(int lane, bool operand_a, bool k_major, int mn, int kk) {
+DBCORE_HOST_DEVICE inline TileCoord ldmatrix_row(int lane, bool operand_a, bool k_major, int mn, int kk) {
   const int matrix = lane / 8, r = lane % 8;
   const int mn_half = operand_a ? matrix % 2 : matrix / 2;  // which 8 of the 16 m (or n)
   const int k_half = operand_a ? matrix / 2 : matrix % 2;   // which 8 of the 16 k
@@ -58,14 +54,14 @@ DBCORE_HD TileCoord ldmatrix_row(int lane, bool operand_a, bool k_major, int mn,
 // Launch-time choices of sgemm for tensor-core products (see gemm.cu): the large tile when its grid fills the
 // GPU, and float4 operand loads when every load of 4 elements along the contiguous dimension is either wholly
 // inside the matrix and 16-byte aligned or wholly outside.
-DBCORE_HD bool use_large_tile(int M, int N, int batch, int large_m, int large_n, int sm_count) {
+DBCORE_HOST_DEVICE inline bool use_large_tile(int M, int N, int batch, int large_m, int large_n, int sm_count) {
   const int64_t blocks = static_cast<int64_t>((M + large_m - 1) / large_m) * ((N + large_n - 1) / large_n) * batch;
   return blocks >= sm_count;
 }
 
 // `contiguous` is the matrix's extent along its contiguous dimension (K for a K-major operand, M or N otherwise);
 // `address` the base pointer's address; ld and stride in elements (stride between batch matrices).
-DBCORE_HD bool float4_loads_ok(uint64_t address, int64_t ld, int64_t stride, int contiguous) {
+DBCORE_HOST_DEVICE inline bool float4_loads_ok(uint64_t address, int64_t ld, int64_t stride, int contiguous) {
   return address % 16 == 0 && ld % 4 == 0 && stride % 4 == 0 && contiguous % 4 == 0;
 }
 
@@ -77,7 +73,7 @@ struct GegluColumn {
   int feature;
   bool gate;
 };
-DBCORE_HD GegluColumn geglu_column(int block_n, int tile_n, int col) {
+DBCORE_HOST_DEVICE inline GegluColumn geglu_column(int block_n, int tile_n, int col) {
   const int w = col / 32, s = col % 32;
   return {block_n * (tile_n / 2) + 16 * w + s % 16, s >= 16};
 }
