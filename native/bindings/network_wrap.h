@@ -111,6 +111,22 @@ class NetworkWrap : public Napi::ObjectWrap<Derived>, public NetworkHandle {
   std::unique_ptr<Model> model_;
 
  protected:
+  // The constructor's work: the backend from (config, {device}), the model from make(config, context), and the
+  // staging of its calls on that device. Throws JS errors.
+  template <typename Make>
+  void construct(const Napi::CallbackInfo& info, Make make) {
+    try {
+      const ops::Context ctx = context_from_js(info, 1);
+      model_ = make(object_arg(info, 0, "config"), ctx);
+      inputs_ = std::make_unique<Staging>(ctx.device);
+      grads_io_ = std::make_unique<Staging>(ctx.device);
+    } catch (...) {
+      throw js_error_from_current_exception(info.Env());
+    }
+  }
+  // A call's inputs and outputs (a forward's inputs stay staged until its backward), and a backward's.
+  std::unique_ptr<Staging> inputs_, grads_io_;
+
   static Napi::FunctionReference& constructor() {
     static Napi::FunctionReference ref;
     return ref;

@@ -248,7 +248,7 @@ DBCORE_OP(schedulerTables) {
 DBCORE_OP(addNoise) {
   NoiseArgs a = noise_args(info, "addNoise", "x0");
   JsTensor out = new_js_tensor(info.Env(), DType::F32, a.x.shape);
-  sched::add_noise(out.tensor.f32(), a.x.f32(), a.noise.f32(), a.timesteps.as<int32_t>(), a.tables.alphas_cumprod,
+  sched::add_noise(ops::Context{}, out.tensor.f32(), a.x.f32(), a.noise.f32(), a.timesteps.as<int32_t>(), a.tables.alphas_cumprod,
                    a.B, a.M);
   return out.object;
 }
@@ -257,7 +257,7 @@ DBCORE_OP(addNoise) {
 DBCORE_OP(getVelocity) {
   NoiseArgs a = noise_args(info, "getVelocity", "sample");
   JsTensor out = new_js_tensor(info.Env(), DType::F32, a.x.shape);
-  sched::get_velocity(out.tensor.f32(), a.x.f32(), a.noise.f32(), a.timesteps.as<int32_t>(),
+  sched::get_velocity(ops::Context{}, out.tensor.f32(), a.x.f32(), a.noise.f32(), a.timesteps.as<int32_t>(),
                       a.tables.alphas_cumprod, a.B, a.M);
   return out.object;
 }

@@ -2,6 +2,7 @@
 // copy); on CUDA each input gets a buffer in the staging arena, filled when the work starts, and each output a
 // buffer copied back into its JS tensor when the work ends (both on the worker thread, inside the work).
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "core/arena.h"
@@ -25,11 +26,14 @@ class Staging {
   T* output(T* host, int64_t n) {
     return static_cast<T*>(stage(downloads_, host, size_t(n) * sizeof(T)));
   }
-  void upload() const {
-    for (const Copy& c : uploads_) copy_bytes(arena_.device(), c.device, Device::CPU, c.host, c.bytes);
-  }
-  void download() const {
-    for (const Copy& c : downloads_) copy_bytes(Device::CPU, c.host, arena_.device(), c.device, c.bytes);
+  // The work of a call: the inputs copied in, `run`, the outputs copied back. The Staging must outlive the work
+  // (it belongs to the network object, which stays busy until the work settles).
+  std::function<void()> around(std::function<void()> run) const {
+    return [this, run = std::move(run)]() {
+      for (const Copy& c : uploads_) copy_bytes(arena_.device(), c.device, Device::CPU, c.host, c.bytes);
+      run();
+      for (const Copy& c : downloads_) copy_bytes(Device::CPU, c.host, arena_.device(), c.device, c.bytes);
+    };
   }
 
  private:

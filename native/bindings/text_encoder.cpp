@@ -30,14 +30,9 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
   }
 
   explicit TextEncoderWrap(const Napi::CallbackInfo& info) : Base(info) {
-    try {
-      const ops::Context ctx = context_from_js(info, 1);
-      model_ = std::make_unique<ClipTextModel>(clip_config_from_js(object_arg(info, 0, "config")), ctx);
-      inputs_ = std::make_unique<Staging>(ctx.device);
-      grads_io_ = std::make_unique<Staging>(ctx.device);
-    } catch (...) {
-      throw js_error_from_current_exception(info.Env());
-    }
+    construct(info, [](const Napi::Object& config, const ops::Context& ctx) {
+      return std::make_unique<ClipTextModel>(clip_config_from_js(config), ctx);
+    });
   }
 
   Napi::Value forward(const Napi::CallbackInfo& info) {
@@ -60,11 +55,9 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
     const int32_t* ids_ptr = io->input(ids.as<int32_t>(), ids.numel());
     const Device device = model->store().device();
-    auto work = [=]() {
-      io->upload();
+    auto work = io->around([=]() {
       model->forward(out_ptr, ids_ptr, B, T, clip_skip, for_backward, capture_hook(want_acts, captured, device));
-      io->download();
-    };
+    });
     auto finish = forward_result({{"out", out.object}}, captured);
     last_shape_ = for_backward ? Shape{B, T, C} : Shape{};
     if (for_backward) keep_ids_ = Napi::Persistent(info[0]);  // read again by backward()
@@ -84,15 +77,11 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     const float* d = io->input(dout.f32(), dout.numel());
     return queue(
         info.Env(),
-        [model, io, d]() {
-          io->upload();
-          model->backward(d);
-        },
+        io->around([model, d]() { model->backward(d); }),
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[0]}, [this]() { keep_ids_.Reset(); });
   }
 
  private:
-  std::unique_ptr<Staging> inputs_, grads_io_;  // forward's ids stay staged until backward
   Shape last_shape_;  // (B, T, C) of the last forward kept for backward
   Napi::Reference<Napi::Value> keep_ids_;
 };

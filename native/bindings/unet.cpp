@@ -42,14 +42,9 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
   }
 
   explicit UNetWrap(const Napi::CallbackInfo& info) : Base(info) {
-    try {
-      const ops::Context ctx = context_from_js(info, 1);
-      model_ = std::make_unique<UNet>(unet_config_from_js(object_arg(info, 0, "config")), ctx);
-      inputs_ = std::make_unique<Staging>(ctx.device);
-      grads_io_ = std::make_unique<Staging>(ctx.device);
-    } catch (...) {
-      throw js_error_from_current_exception(info.Env());
-    }
+    construct(info, [](const Napi::Object& config, const ops::Context& ctx) {
+      return std::make_unique<UNet>(unet_config_from_js(config), ctx);
+    });
   }
 
   Napi::Value forward(const Napi::CallbackInfo& info) {
@@ -82,13 +77,11 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     const float* context_ptr = io->input(context.f32(), context.numel());
     const float* timesteps_ptr = io->input(timesteps->data(), N);
     const Device device = model->store().device();
-    auto work = [=]() {
-      io->upload();
+    auto work = io->around([=]() {
       ActivationHook hook = capture_hook(want_acts, captured, device);
       model->forward(out_ptr, sample_ptr, timesteps_ptr, context_ptr, N, H, W, S, for_backward, hook);
-      io->download();
       (void)timesteps;  // the host copy lives until the work is done
-    };
+    });
     auto finish = forward_result({{"out", out.object}}, captured);
     if (for_backward) {
       last_out_shape_ = {N, cfg.out_channels, H, W};
@@ -132,17 +125,12 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     };
     return queue(
         info.Env(),
-        [model, io, d, ds, dc]() {
-          io->upload();
-          model->backward(ds, dc, d);
-          io->download();
-        },
+        io->around([model, d, ds, dc]() { model->backward(ds, dc, d); }),
         finish, {info[0]},
         [this]() { kept_inputs_.clear(); });
   }
 
  private:
-  std::unique_ptr<Staging> inputs_, grads_io_;  // forward's inputs stay staged until backward
   Shape last_out_shape_, sample_shape_, context_shape_;
   std::vector<Napi::Reference<Napi::Value>> kept_inputs_;
 };

@@ -34,13 +34,9 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
   }
 
   explicit VAEWrap(const Napi::CallbackInfo& info) : Base(info) {
-    try {
-      const ops::Context ctx = context_from_js(info, 1);
-      model_ = std::make_unique<VAE>(vae_config_from_js(object_arg(info, 0, "config")), ctx);
-      io_ = std::make_unique<Staging>(ctx.device);
-    } catch (...) {
-      throw js_error_from_current_exception(info.Env());
-    }
+    construct(info, [](const Napi::Object& config, const ops::Context& ctx) {
+      return std::make_unique<VAE>(vae_config_from_js(config), ctx);
+    });
   }
 
   Napi::Value encode(const Napi::CallbackInfo& info) {
@@ -59,17 +55,15 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
     JsTensor logvar = new_js_tensor(info.Env(), DType::F32, latent_shape);
     auto captured = std::make_shared<Captured>();
     VAE* model = model_.get();
-    Staging* io = io_.get();
+    Staging* io = inputs_.get();
     io->begin();
     float* mean_ptr = io->output(mean.tensor.f32(), mean.tensor.numel());
     float* logvar_ptr = io->output(logvar.tensor.f32(), logvar.tensor.numel());
     const float* image_ptr = io->input(image.f32(), image.numel());
     const Device device = model->store().device();
-    auto work = [=]() {
-      io->upload();
+    auto work = io->around([=]() {
       model->encode(mean_ptr, logvar_ptr, image_ptr, N, H, W, capture_hook(want_acts, captured, device));
-      io->download();
-    };
+    });
     auto finish = forward_result({{"mean", mean.object}, {"logvar", logvar.object}}, captured);
     return queue(info.Env(), work, finish, {info[0]});
   }
@@ -88,16 +82,12 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
     JsTensor out = new_js_tensor(info.Env(), DType::F32, {N, cfg.out_channels, int64_t(h) * f, int64_t(w) * f});
     auto captured = std::make_shared<Captured>();
     VAE* model = model_.get();
-    Staging* io = io_.get();
+    Staging* io = inputs_.get();
     io->begin();
     float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
     const float* latents_ptr = io->input(latents.f32(), latents.numel());
     const Device device = model->store().device();
-    auto work = [=]() {
-      io->upload();
-      model->decode(out_ptr, latents_ptr, N, h, w, capture_hook(want_acts, captured, device));
-      io->download();
-    };
+    auto work = io->around([=]() { model->decode(out_ptr, latents_ptr, N, h, w, capture_hook(want_acts, captured, device)); });
     auto finish = forward_result({{"out", out.object}}, captured);
     return queue(info.Env(), work, finish, {info[0]});
   }
@@ -121,8 +111,6 @@ class VAEWrap : public NetworkWrap<VAEWrap, VAE> {
                  "(latent %dx%d > tileSize %d)", h, w, int(tile));
     return want_acts;
   }
-
-  std::unique_ptr<Staging> io_;
 };
 
 ClassRegistration vae_class("VAE", &VAEWrap::define);

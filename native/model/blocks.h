@@ -26,7 +26,8 @@ class ResnetBlock {
  private:
   struct Saved {
     const float *x = nullptr, *temb_act = nullptr;
-    float *n1, *mean1, *rstd1, *a1, *h1, *n2, *mean2, *rstd2, *a2;
+    float *n1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr, *a1 = nullptr, *h1 = nullptr, *n2 = nullptr,
+          *mean2 = nullptr, *rstd2 = nullptr, *a2 = nullptr;
   };
   void compute(const Run& r, float* out, Saved& s);
   cpu::Conv2dShape conv_shape(int in, int out, int k) const { return {N_, in, H_, W_, out, k, k, 1, k / 2}; }
@@ -65,10 +66,11 @@ class Transformer2D {
   };
   struct Saved {
     const float *x = nullptr, *context = nullptr;
-    float *gn, *mean, *rstd, *tok, *h0;  // group-normed x, its stats, tokens (M, C), proj_in output (M, inner)
+    // group-normed x, its stats, tokens (M, C), proj_in output (M, inner)
+    float *gn = nullptr, *mean = nullptr, *rstd = nullptr, *tok = nullptr, *h0 = nullptr;
     std::vector<BlockSaved> blocks;
-    const float* h_last;                 // last block's output (M, inner)
-    float* proj;                         // proj_out output (M, C)
+    const float* h_last = nullptr;       // last block's output (M, inner)
+    float* proj = nullptr;               // proj_out output (M, C)
   };
   void compute(const Run& r, float* out, Saved& s);
   void block_forward(const Run& r, const BlockParams& bp, float* y, BlockSaved& b, const float* context);

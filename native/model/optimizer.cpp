@@ -70,18 +70,22 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
   // unscaling in place and then clipping (GradScaler.unscale_ + clip_grad_norm_).
   const float grad_coef = float(clip.coef) * unscale.inv_scale;
   ++steps_;
-  if (device_ != Device::CPU) {
-    step_per_tensor(grad_coef, lr);
-    zero_grads(true);
+  if (device_ == Device::CPU && cfg_.kind == OptimizerConfig::Kind::AdamW) {
+    step_fused(grad_coef, lr);
+    zero_grads(false);
     return clip;
   }
-  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
-    step_fused(grad_coef, lr);
-  } else {
-    if (grad_coef != 1.f) cpu::scale_all(grads.data(), numels.data(), int(grads.size()), grad_coef);
-    step_8bit(lr);
+  if (grad_coef != 1.f) {
+    if (device_ == Device::CPU) {
+      cpu::scale_all(grads.data(), numels.data(), int(grads.size()), grad_coef);
+    } else {
+      const ops::Context ctx{device_};
+      for (size_t i = 0; i < grads.size(); ++i) ops::scale_inplace(ctx, grads[i], grad_coef, numels[i]);
+    }
   }
-  zero_grads(cfg_.kind != OptimizerConfig::Kind::AdamW);
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (states_[i].active) step_range(i, tensors_[i].grad, 0, tensors_[i].n, lr);
+  zero_grads(true);
   return clip;
 }
 
@@ -90,22 +94,22 @@ void Optimizer::zero_grads(bool all) {
     if (all || !states_[i].active) zero_bytes(device_, tensors_[i].grad, size_t(tensors_[i].n) * 4);
 }
 
-void Optimizer::step_per_tensor(float grad_coef, double lr) {
+void Optimizer::step_range(size_t i, const float* grad, int64_t begin, int64_t n, double lr) {
   const ops::Context ctx{device_};
-  const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
-  const cpu::Adam8bitHyper h8 = hyper8(lr);
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    State& s = states_[i];
-    const OptimizedTensor& t = tensors_[i];
-    if (!s.active) continue;
-    if (grad_coef != 1.f) ops::scale_inplace(ctx, t.grad, grad_coef, t.n);
-    if (cfg_.kind == OptimizerConfig::Kind::AdamW)
-      ops::adamw_step(ctx, t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h, steps_, t.n);
-    else if (s.eight_bit)
-      ops::adam8bit_blockwise_step(ctx, t.param, s.code1.as<uint8_t>(), s.code2.as<uint8_t>(), s.absmax1.as<float>(),
-                                   s.absmax2.as<float>(), t.grad, qmap1_.as<float>(), qmap2_.as<float>(), h8, t.n);
-    else
-      ops::adam32bit_step(ctx, t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h8, t.n);
+  State& s = states_[i];
+  float* param = tensors_[i].param + begin;
+  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
+    const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+    ops::adamw_step(ctx, param, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, h, steps_, n);
+  } else if (s.eight_bit) {
+    const int64_t block = begin / cpu::kAdam8bitBlockSize;
+    const bool host = device_ == Device::CPU;  // the dynamic maps: the CPU's tables, or their copies on the device
+    ops::adam8bit_blockwise_step(ctx, param, s.code1.as<uint8_t>() + begin, s.code2.as<uint8_t>() + begin,
+                                 s.absmax1.as<float>() + block, s.absmax2.as<float>() + block, grad,
+                                 host ? cpu::kDynamicMapSigned : qmap1_.as<float>(),
+                                 host ? cpu::kDynamicMapUnsigned : qmap2_.as<float>(), hyper8(lr), n);
+  } else {
+    ops::adam32bit_step(ctx, param, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, hyper8(lr), n);
   }
 }
 
@@ -131,44 +135,13 @@ cpu::Adam8bitHyper Optimizer::hyper8(double lr) const {
 }
 
 void Optimizer::update(size_t i, float* grad, int64_t begin, int64_t n, float clip_coef, double lr) {
-  DBCORE_CHECK(device_ == Device::CPU, "EUNSUPPORTED",
-               "per-tensor updates (fused_optimizer_step, gradient_dtype bf16) run on the CPU backend only so far");
   const OptimizedTensor& t = tensors_[i];
-  State& s = states_[i];
   DBCORE_CHECK(begin >= 0 && n >= 0 && begin + n <= t.n && begin % cpu::kAdam8bitBlockSize == 0, "EINVAL",
                "optimizer: update of '%s' elements [%lld, %lld) out of its %lld", t.name.c_str(), (long long)begin,
                (long long)(begin + n), (long long)t.n);
-  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
-    const cpu::AdamWTensor one{t.param + begin, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, n};
-    const cpu::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
-    cpu::adamw_clip_step_zero(&one, 1, clip_coef, h, steps_);
-    return;
-  }
-  if (clip_coef < 1.f) cpu::scale_all(&grad, &n, 1, clip_coef);
-  const cpu::Adam8bitHyper h8 = hyper8(lr);
-  if (s.eight_bit) {
-    const int64_t block = begin / cpu::kAdam8bitBlockSize;
-    cpu::adam8bit_blockwise_step(t.param + begin, s.code1.as<uint8_t>() + begin, s.code2.as<uint8_t>() + begin,
-                                 s.absmax1.as<float>() + block, s.absmax2.as<float>() + block, grad,
-                                 cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned, h8, n);
-  } else {
-    cpu::adam32bit_step(t.param + begin, s.m.as<float>() + begin, s.v.as<float>() + begin, grad, h8, n);
-  }
-}
-
-void Optimizer::step_8bit(double lr) {
-  const cpu::Adam8bitHyper h8 = hyper8(lr);
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    State& s = states_[i];
-    const OptimizedTensor& t = tensors_[i];
-    if (!s.active) continue;
-    if (s.eight_bit)
-      cpu::adam8bit_blockwise_step(t.param, s.code1.as<uint8_t>(), s.code2.as<uint8_t>(), s.absmax1.as<float>(),
-                                   s.absmax2.as<float>(), t.grad, cpu::kDynamicMapSigned, cpu::kDynamicMapUnsigned,
-                                   h8, t.n);
-    else
-      cpu::adam32bit_step(t.param, s.m.as<float>(), s.v.as<float>(), t.grad, h8, t.n);
-  }
+  // Scaled in place, then the update: bit-identical to apply()'s fused pass (cpu/optim.h).
+  if (clip_coef != 1.f) ops::scale_inplace(ops::Context{device_}, grad, clip_coef, n);
+  step_range(i, grad, begin, n, lr);
 }
 
 void Optimizer::set_active(const std::string& prefix, bool active) {

@@ -46,7 +46,8 @@ class Optimizer {
   // One optimizer step over the tensors whose `active` flag is set: clip_grad_norm_ (the gradients scaled so
   // their global L2 norm is at most max_norm; max_norm <= 0: measure only), the update with learning rate lr
   // (the step count advances), then every gradient zeroed. Returns the norm before clipping and the factor applied.
-  // fp32 AdamW does the three in one pass (cpu::adamw_clip_step_zero).
+  // fp32 AdamW on the CPU does the three in one pass (cpu::adamw_clip_step_zero); otherwise the gradients are
+  // scaled, each tensor updated, then zeroed.
   // `unscale` (loss scaling): the gradients are used × inv_scale (folded into the clipping factor; the norm is that
   // of the unscaled gradients); when it skips the norm, only the zeroing happens and the factor reported is 0.
   cpu::ClipResult apply(double max_norm, double lr, const GradUnscale& unscale = {});
@@ -76,9 +77,9 @@ class Optimizer {
     bool eight_bit = false;
     bool active = true;
   };
-  void step_per_tensor(float grad_coef, double lr);  // CUDA: gradients × grad_coef, then each tensor's update
   void step_fused(float grad_coef, double lr);  // fp32 AdamW: gradients × grad_coef, update and zero in one pass
-  void step_8bit(double lr);                     // AdamW8bit's update (gradients already clipped)
+  // The update of elements [begin, begin + n) of tensor i from grad (n floats, already scaled), on the device.
+  void step_range(size_t i, const float* grad, int64_t begin, int64_t n, double lr);
   void zero_grads(bool all);                     // every gradient, or those the fused pass did not zero
   cpu::Adam8bitHyper hyper8(double lr) const;
   OptimizerConfig cfg_;

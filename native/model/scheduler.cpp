@@ -3,8 +3,10 @@
 #include "model/scheduler.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/error.h"
+#include "ops/ops.h"
 
 namespace dbcore::sched {
 
@@ -148,28 +150,36 @@ Tables make_tables(const SchedulerConfig& cfg) {
   return t;
 }
 
-void add_noise(float* noisy, const float* x0, const float* noise, const int32_t* timesteps,
-               const std::vector<float>& alphas_cumprod, int64_t B, int64_t M) {
-  check_timesteps(timesteps, B, alphas_cumprod.size());
+namespace {
+// out[b] = α_b · a[b] + β_b · c[b] for each row b of M elements, on the context's backend.
+template <typename Coefs>
+void mix_rows(const ops::Context& ctx, float* out, const float* a, const float* c, int64_t B, int64_t M, Coefs coefs) {
   for (int64_t b = 0; b < B; ++b) {
-    const float ac = alphas_cumprod[timesteps[b]];
-    const float sa = std::sqrt(ac), sb = std::sqrt(1.0f - ac);
-    const int64_t o = b * M;
-#pragma omp parallel for if (M > 65536)
-    for (int64_t i = 0; i < M; ++i) noisy[o + i] = sa * x0[o + i] + sb * noise[o + i];
+    const auto [alpha, beta] = coefs(b);
+    ops::axpby(ctx, out + b * M, alpha, a + b * M, beta, c + b * M, M);
   }
 }
 
-void get_velocity(float* v, const float* sample, const float* noise, const int32_t* timesteps,
-                  const std::vector<float>& alphas_cumprod, int64_t B, int64_t M) {
+// (sqrt(ᾱ_t), sqrt(1 − ᾱ_t)) in float32, as diffusers computes them.
+std::pair<float, float> noise_coefficients(const std::vector<float>& alphas_cumprod, int32_t t) {
+  const float ac = alphas_cumprod[t];
+  return {std::sqrt(ac), std::sqrt(1.0f - ac)};
+}
+}  // namespace
+
+void add_noise(const ops::Context& ctx, float* noisy, const float* x0, const float* noise, const int32_t* timesteps,
+               const std::vector<float>& alphas_cumprod, int64_t B, int64_t M) {
   check_timesteps(timesteps, B, alphas_cumprod.size());
-  for (int64_t b = 0; b < B; ++b) {
-    const float ac = alphas_cumprod[timesteps[b]];
-    const float sa = std::sqrt(ac), sb = std::sqrt(1.0f - ac);
-    const int64_t o = b * M;
-#pragma omp parallel for if (M > 65536)
-    for (int64_t i = 0; i < M; ++i) v[o + i] = sa * noise[o + i] - sb * sample[o + i];
-  }
+  mix_rows(ctx, noisy, x0, noise, B, M, [&](int64_t b) { return noise_coefficients(alphas_cumprod, timesteps[b]); });
+}
+
+void get_velocity(const ops::Context& ctx, float* v, const float* sample, const float* noise,
+                  const int32_t* timesteps, const std::vector<float>& alphas_cumprod, int64_t B, int64_t M) {
+  check_timesteps(timesteps, B, alphas_cumprod.size());
+  mix_rows(ctx, v, noise, sample, B, M, [&](int64_t b) {
+    const auto [sa, sb] = noise_coefficients(alphas_cumprod, timesteps[b]);
+    return std::pair<float, float>(sa, -sb);
+  });
 }
 
 }  // namespace dbcore::sched

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/ops.h"
+
 namespace dbcore::sched {
 
 enum class BetaSchedule { Linear, ScaledLinear, SquaredCosCapV2 };
@@ -64,11 +66,12 @@ struct Tables {
 // betas and alphas_cumprod as diffusers builds them (float32; cumprod accumulated in double).
 Tables make_tables(const SchedulerConfig& cfg);
 
-// noisy[b] = sqrt(ac[t_b])·x0[b] + sqrt(1-ac[t_b])·noise[b]   (DDPMScheduler.add_noise), each (M).
-void add_noise(float* noisy, const float* x0, const float* noise, const int32_t* timesteps,
+// noisy[b] = sqrt(ac[t_b])·x0[b] + sqrt(1-ac[t_b])·noise[b]   (DDPMScheduler.add_noise), each (M); the tensors are
+// on the context's device, the timesteps in host memory.
+void add_noise(const ops::Context& ctx, float* noisy, const float* x0, const float* noise, const int32_t* timesteps,
                const std::vector<float>& alphas_cumprod, int64_t B, int64_t M);
 // v[b] = sqrt(ac[t_b])·noise[b] - sqrt(1-ac[t_b])·sample[b]   (DDPMScheduler.get_velocity), each (M).
-void get_velocity(float* v, const float* sample, const float* noise, const int32_t* timesteps,
+void get_velocity(const ops::Context& ctx, float* v, const float* sample, const float* noise, const int32_t* timesteps,
                   const std::vector<float>& alphas_cumprod, int64_t B, int64_t M);
 
 // Where a stochastic step takes its Gaussian noise: Philox normal stream positions offset … offset+n-1.

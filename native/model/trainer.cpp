@@ -38,21 +38,6 @@ const T* staged(DeviceBlock& block, Device device, const T* host, int64_t n) {
   return d;
 }
 
-// noisy = √ᾱ_t · x0 + √(1 − ᾱ_t) · noise, or (velocity) √ᾱ_t · noise − √(1 − ᾱ_t) · x0, row by row
-// (ref: DDPMScheduler.add_noise / get_velocity, coefficients in float32 as diffusers computes them).
-void noise_mix(const ops::Context& ctx, float* out, const float* x0, const float* noise, const int32_t* t,
-               const std::vector<float>& alphas_cumprod, int64_t B, int64_t M, bool velocity) {
-  for (int64_t b = 0; b < B; ++b) {
-    const float ac = alphas_cumprod[t[b]];
-    const float sa = std::sqrt(ac), sb = std::sqrt(1.0f - ac);
-    const int64_t o = b * M;
-    if (velocity)
-      ops::axpby(ctx, out + o, sa, noise + o, -sb, x0 + o, M);
-    else
-      ops::axpby(ctx, out + o, sa, x0 + o, sb, noise + o, M);
-  }
-}
-
 void check_gradient_mode(const TrainerConfig& c) {
   if (c.gradients != GradientMode::Fused) return;
   DBCORE_CHECK(c.gradient_accumulation_steps == 1, "EINVAL",
@@ -213,13 +198,11 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
   t_.resize(b.B);
   const float* latents = staged(latents_in_, dev, b.latents, n);
   const float* noise = staged(noise_in_, dev, b.noise, n);
-  if (!noise) {  // drawn on the host (Philox, the same numbers on every backend), then staged
-    std::vector<float> host(static_cast<size_t>(n));
-    normal_fill(host.data(), n, cfg_.seed, noise_offset_);
+  if (!noise) {  // drawn on the host (Philox: the same numbers on every backend), then staged
+    float* host = ensure<float>(noise_host_, Device::CPU, n);
+    normal_fill(host, n, cfg_.seed, noise_offset_);
     noise_offset_ += uint64_t(n);
-    float* d = ensure<float>(noise_, dev, n);
-    copy_bytes(dev, d, Device::CPU, host.data(), host.size() * 4);
-    noise = d;
+    noise = staged(noise_, dev, static_cast<const float*>(host), n);
   }
   if (b.timesteps) {
     std::copy(b.timesteps, b.timesteps + b.B, t_.begin());
@@ -234,12 +217,12 @@ StepStats Trainer::accumulate(const TrainBatch& b, float* pred_out, float* dpred
     tsf[i] = float(t_[i]);
   }
   const float* timesteps = staged(tsf_, dev, tsf.data(), b.B);
-  noise_mix(ctx, noisy, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row, false);
+  sched::add_noise(ctx, noisy, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
   // The target is the noise itself (epsilon) or the velocity (v_prediction).
   const float* target = noise;
   if (cfg_.noise_schedule.prediction_type == sched::Prediction::VPrediction) {
     float* velocity = ensure<float>(velocity_, dev, n);
-    noise_mix(ctx, velocity, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row, true);
+    sched::get_velocity(ctx, velocity, latents, noise, t_.data(), tables_.alphas_cumprod, b.B, per_row);
     target = velocity;
   }
 

@@ -124,6 +124,7 @@ class Trainer {
   // Step buffers on the networks' device (inputs are staged there when the device is not the CPU).
   DeviceBlock noise_, noisy_, pred_, velocity_, dpred_, context_, dcontext_, tsf_;
   DeviceBlock latents_in_, context_in_, noise_in_, ids_in_;
+  DeviceBlock noise_host_;  // drawn noise in host memory (staged into noise_ off the CPU)
   std::vector<int32_t> t_;
 };
 

@@ -1,8 +1,8 @@
 /**
  * End-to-end training runs of the CLI on the tiny model (test/fixtures/tiny-sd, instance images in
  * test/fixtures/instance-images): prior preservation with generated class images and txt labels, an interrupted
- * run resumed bit-identically, a two-concept list, aspect-ratio buckets, 8-bit AdamW with the text encoder, and
- * every written model loaded again with dbcore's own loader.
+ * run resumed bit-identically, a two-concept list, aspect-ratio buckets, 8-bit AdamW with the text encoder, the
+ * gradient options, fp16 with its loss scale, and every written model loaded again with dbcore's own loader.
  */
 import { spawn, spawnSync } from 'child_process';
 import fs from 'fs';
@@ -173,4 +173,33 @@ describe.each([
     const f = 'step_4/unet/diffusion_pytorch_model.safetensors';
     expect(read(path.join(full, f)).equals(read(path.join(resumed, f)))).toBe(true);
   });
+});
+
+const fp16Args = (out: string) => ['--instance_data_dir', IMAGES, '--instance_prompt', 'a photo of sks toy', '--train_batch_size', '2',
+  '--max_train_steps', '4', '--checkpointing_steps', '2', '--save_format', 'diffusers', '--mixed_precision', 'fp16', '--device', 'cpu',
+  '--output_dir', out];
+const stateOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'));
+
+// --mixed_precision fp16 on the CPU: the scaler's own changes are tested at the Trainer level
+// (test/golden/fp16-train.test.ts); here the log, the summary and the state that travels with checkpoint-N.
+test('fp16 on the CPU: loss scale in the log and the checkpoint state; a resumed run ends bit-identical', () => {
+  const full = path.join(tmp, 'fp16-full');
+  const r = train(fp16Args(full));
+  expect(r.stderr).toMatch(/trained 4 step\(s\) \(0 skipped: fp16 gradient overflow\)/);
+  const log = fs.readFileSync(path.join(full, 'logs', 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  expect(log.map((l) => [l.step, l.loss_scale, l.skipped])).toEqual([[1, 65536, false], [2, 65536, false], [3, 65536, false], [4, 65536, false]]);
+  expect(log.every((l) => Number.isFinite(l.loss) && Number.isFinite(l.grad_norm))).toBe(true);
+  // GradScaler's state: the default scale and the finite steps since it last changed.
+  expect(stateOf(path.join(full, 'checkpoint-2'))).toMatchObject({ lossScale: { scale: 65536, growthTracker: 2 }, skippedSteps: 0 });
+  expect(stateOf(path.join(full, 'checkpoint-4'))).toMatchObject({ lossScale: { scale: 65536, growthTracker: 4 }, skippedSteps: 0 });
+
+  // Resume from step 2 in a fresh output folder: same weights, and the scaler's tracker continued (4, not 2).
+  const resumed = path.join(tmp, 'fp16-resumed');
+  fs.mkdirSync(resumed);
+  fs.cpSync(path.join(full, 'checkpoint-2'), path.join(resumed, 'checkpoint-2'), { recursive: true });
+  const r2 = train([...fp16Args(resumed), '--resume_from', 'latest']);
+  expect(r2.stderr).toMatch(/resuming from .*checkpoint-2 \(step 2\)/);
+  const weights = 'step_4/unet/diffusion_pytorch_model.safetensors';
+  expect(fs.readFileSync(path.join(resumed, weights)).equals(fs.readFileSync(path.join(full, weights)))).toBe(true);
+  expect(stateOf(path.join(resumed, 'checkpoint-4'))).toEqual(stateOf(path.join(full, 'checkpoint-4')));
 });
