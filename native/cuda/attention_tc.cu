@@ -86,6 +86,27 @@ __device__ __forceinline__ void load_b_rows(uint32_t* b, const T* tile, int n0, 
   b[1] = pair_at(r, 16 * kk + 2 * quad + 8);
 }
 
+// The two products of a backward tile that share their loop over the head dimension: for each of the N n8 blocks,
+// s[n] += A1 (16 rows from a_row) · B1 (rows 8n..8n+7)ᵀ and dp[n] += A2 · B2ᵀ (S and dP, or Sᵀ and dPᵀ).
+template <typename T, int LD, int N, int KSTEPS>
+__device__ __forceinline__ void paired_products(float (&s)[N][4], float (&dp)[N][4], const T* a1, const T* a2,
+                                                const T* b1, const T* b2, int a_row, int group, int quad) {
+#pragma unroll
+  for (int kk = 0; kk < KSTEPS; ++kk) {
+    uint32_t x[4], y[4];
+    load_a<T, LD>(x, a1, a_row, kk, group, quad);
+    load_a<T, LD>(y, a2, a_row, kk, group, quad);
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      uint32_t u[2], v[2];
+      load_b_rows<T, LD>(u, b1, 8 * n, kk, group, quad);
+      load_b_rows<T, LD>(v, b2, 8 * n, kk, group, quad);
+      mma_16816<T>(s[n], x, u);
+      mma_16816<T>(dp[n], y, v);
+    }
+  }
+}
+
 // A fragment of k-step t from fp32 accumulators x[2t], x[2t+1] (16 rows x 16 cols), rounded to T.
 template <typename T>
 __device__ __forceinline__ void accumulators_to_a(uint32_t* a, const float* lo, const float* hi) {
@@ -277,20 +298,7 @@ __global__ void __launch_bounds__(kBwdKeys<DP> / 16 * 32)
     if (!a.causal || i0 + ROWS - 1 >= wkey) {  // else every query of the tile is before this warp's keys
       // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (16 keys x ROWS queries).
       float s[NQ][4] = {}, dp[NQ][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < KSTEPS; ++kk) {
-        uint32_t ka[4], va[4];
-        load_a<T, LD>(ka, Ks, 16 * warp, kk, group, quad);
-        load_a<T, LD>(va, Vs, 16 * warp, kk, group, quad);
-#pragma unroll
-        for (int n = 0; n < NQ; ++n) {
-          uint32_t qb[2], ob[2];
-          load_b_rows<T, LD>(qb, Qs, 8 * n, kk, group, quad);
-          load_b_rows<T, LD>(ob, dOs, 8 * n, kk, group, quad);
-          mma_16816<T>(s[n], ka, qb);
-          mma_16816<T>(dp[n], va, ob);
-        }
-      }
+      paired_products<T, LD, NQ, KSTEPS>(s, dp, Ks, Vs, Qs, dOs, 16 * warp, group, quad);
       // Pᵀ = exp(scale·Sᵀ − lse) (0 where masked), dSᵀ = Pᵀ ∘ (dPᵀ − Di), element (key, query t).
 #pragma unroll
       for (int n = 0; n < NQ; ++n)
@@ -354,20 +362,7 @@ __global__ void __launch_bounds__(kBwdRows<DP> / 16 * 32)
     if (!a.causal || j0 <= wrow + 15) {
       // S = Q Kᵀ and dP = dO Vᵀ (16 queries x KEYS keys).
       float s[NKEY][4] = {}, dp[NKEY][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < KSTEPS; ++kk) {
-        uint32_t qa[4], oa[4];
-        load_a<T, LD>(qa, Qs, 16 * warp, kk, group, quad);
-        load_a<T, LD>(oa, dOs, 16 * warp, kk, group, quad);
-#pragma unroll
-        for (int n = 0; n < NKEY; ++n) {
-          uint32_t kb[2], vb[2];
-          load_b_rows<T, LD>(kb, Ks, 8 * n, kk, group, quad);
-          load_b_rows<T, LD>(vb, Vs, 8 * n, kk, group, quad);
-          mma_16816<T>(s[n], qa, kb);
-          mma_16816<T>(dp[n], oa, vb);
-        }
-      }
+      paired_products<T, LD, NKEY, KSTEPS>(s, dp, Qs, dOs, Ks, Vs, 16 * warp, group, quad);
       // dS = P ∘ (dP − Di), P = exp(scale·S − lse) where visible, into s.
 #pragma unroll
       for (int n = 0; n < NKEY; ++n)

@@ -5,6 +5,7 @@
 
 #include "core/half.h"
 #include "cpu/adam8bit.h"
+#include "ops/ops.h"
 
 namespace dbcore {
 
@@ -52,7 +53,7 @@ void GradientSink::begin(Arena& work, const ParamRange& range) {
   arena_ = &work;
   mark_ = work.mark();
   scratch_ = work.alloc_floats(range.size());
-  std::fill(scratch_, scratch_ + range.size(), 0.f);
+  zero_bytes(work.device(), scratch_, size_t(range.size()) * 4);
   range_ = range;
   open_ = true;
   scratch_high_water_ = std::max(scratch_high_water_, range.size());
@@ -80,7 +81,7 @@ void GradientSink::update_fused_range() {
     const size_t i = first_tensor_ + size_t(e - entries.begin());
     if (!optimizer_->active(i)) continue;
     float* g = scratch_ + (e->offset - range_.begin);
-    const double sq = cpu::sum_of_squares(g, e->numel());
+    const double sq = ops::sum_of_squares(ops::Context{arena_->device()}, g, e->numel());
     const double coef = step_->max_norm > 0 ? cpu::clip_coefficient(std::sqrt(sq), step_->max_norm) : 1.0;
     step_->sum_sq += sq;
     step_->min_coef = std::min(step_->min_coef, coef);

@@ -1,9 +1,9 @@
 /**
  * Whole networks on the CUDA backend against the same networks on the CPU (the reference), on the tiny golden model
  * (test/fixtures/tiny-sd): UNet forward and backward, text encoder forward and backward, VAE encode and decode, and
- * three Trainer steps (AdamW and 8-bit AdamW, prior preservation rows, clipping) that leave the weights within
- * tolerance of the CPU's. fp32 on both sides: relative L2 ≤ 1e-5 (1e-4 for gradients and trained weights, sums in
- * another order); bf16 / fp16 autocast against the CPU's autocast at the same precision (same operand rounding,
+ * three Trainer steps (AdamW, 8-bit AdamW and the fused optimizer step; prior preservation rows, clipping) that
+ * leave the weights within tolerance of the CPU's. fp32 on both sides: relative L2 ≤ 1e-5 (1e-4 for gradients and
+ * trained weights, sums in another order); bf16 / fp16 autocast against the CPU's autocast at the same precision (same operand rounding,
  * another summation order): ≤ 1e-2. Skipped without a usable GPU.
  */
 import path from 'path';
@@ -75,18 +75,18 @@ describeGpu('CUDA networks against the CPU', () => {
     }
   });
 
-  test.each([['AdamW', 'adamw'], ['8-bit AdamW', 'adamw8bit']] as const)(
-    'three Trainer steps (%s, prior preservation, clipping) leave the same weights', async (_name, kind) => {
+  test.each([['AdamW', 'adamw', false], ['8-bit AdamW', 'adamw8bit', false], ['8-bit AdamW, fused step', 'adamw8bit', true]] as const)(
+    'three Trainer steps (%s, prior preservation, clipping) leave the same weights', async (_name, kind, fused) => {
       const m = model();
       const unets = pair((d) => loadUNet(m.components.unet, d));
       const trainers = pair((d) => createTrainer({
         unet: d === 'cpu' ? unets.cpu : unets.gpu, scheduler: trainingNoiseSchedule(m.components.scheduler.config),
-        optimizer: { kind }, maxGradNorm: 1, seed: 3,
+        optimizer: { kind }, maxGradNorm: 1, seed: 3, fusedOptimizerStep: fused,
       }));
       const batch = { latents: golden.tensor('latents'), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps'),
         context: golden.tensor('encoder_hidden_states'), nInstance: 2 };
       for (let step = 0; step < 3; step++) {
-        const [c, g] = [await trainers.cpu.accumulate(batch), await trainers.gpu.accumulate(batch)];
+        const [c, g] = [await trainers.cpu.accumulate(batch, { lr: 1e-3 }), await trainers.gpu.accumulate(batch, { lr: 1e-3 })];
         expect(Math.abs(g.loss - c.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(c.loss));
         const [ac, ag] = [await trainers.cpu.apply(1e-3), await trainers.gpu.apply(1e-3)];
         expect(Math.abs(ag.gradNorm - ac.gradNorm)).toBeLessThanOrEqual(1e-4 * ac.gradNorm);
