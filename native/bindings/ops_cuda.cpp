@@ -49,6 +49,8 @@ template <>
 DType dtype_of<int32_t>() { return DType::I32; }
 template <>
 DType dtype_of<uint8_t>() { return DType::U8; }
+template <>
+DType dtype_of<uint16_t>() { return DType::BF16; }  // the 16-bit tensors the kernels take are bf16
 
 class DeviceCall {
  public:
@@ -257,6 +259,8 @@ const std::map<std::string, Entry>& kernels() {
       {"concat_channels_backward", [](DeviceCall& c) { int N = c.dim(3), Ca = c.dim(4), Cb = c.dim(5), HW = c.dim(6); cuda::concat_channels_backward(c.out<F>(0, product({N, Ca, HW})), c.out<F>(1, product({N, Cb, HW})), c.in<F>(2, product({N, Ca + Cb, HW})), N, Ca, Cb, HW); }},
       {"gaussian_sample", [](DeviceCall& c) { int64_t n = c.integer(5); cuda::gaussian_sample(c.out<F>(0, n), c.in<F>(1, n), c.in<F>(2, n), c.in<F>(3, n), F(c.number(4)), n); }},
       {"crop_pad2d", [](DeviceCall& c) { int N = c.dim(2), C = c.dim(3), H = c.dim(4), W = c.dim(5), y0 = int(c.integer(6)), x0 = int(c.integer(7)), OH = c.dim(8), OW = c.dim(9); cuda::crop_pad2d(c.out<F>(0, product({N, C, OH, OW})), c.in<F>(1, product({N, C, H, W})), N, C, H, W, y0, x0, OH, OW); }},
+      {"add_into_bf16", [](DeviceCall& c) { int64_t n = c.integer(2); cuda::add_into_bf16(c.inout<uint16_t>(0, n), c.in<F>(1, n), n); }},
+      {"bf16_to_f32", [](DeviceCall& c) { int64_t n = c.integer(2); cuda::bf16_to_f32(c.out<F>(0, n), c.in<uint16_t>(1, n), n); }},
       // activation.h
       {"silu_forward", [](DeviceCall& c) { int64_t n = c.integer(2); cuda::silu_forward(c.out<F>(0, n), c.in<F>(1, n), n); }},
       {"silu_backward", [](DeviceCall& c) { int64_t n = c.integer(3); cuda::silu_backward(c.out<F>(0, n), c.in<F>(1, n), c.in<F>(2, n), n); }},

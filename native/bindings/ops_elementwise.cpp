@@ -5,6 +5,7 @@
 //   ops.upsampleNearest2x(x (N, C, H, W)) → (N, C, 2H, 2W)                    ops.upsampleNearest2xBackward(dout) → dinp
 //   ops.concatChannels(a (N, Ca, …), b (N, Cb, …)) → (N, Ca+Cb, …)           ops.concatChannelsBackward(dout, {channelsA}) → {da, db}
 //   ops.cropPad2d(x (N, C, H, W), {y0, x0, height, width}) → (N, C, height, width), zero outside x
+#include <cstring>
 #include <limits>
 
 #include <vector>
@@ -155,6 +156,18 @@ DBCORE_OP(gaussianSample) {
   normal_fill(eps.data(), mean.numel(), uint64_t(seed), uint64_t(offset));
   cpu::gaussian_sample(out.tensor.f32(), mean.f32(), logvar.f32(), eps.data(), float(number_option(info, 2, "scale", 1.0)),
                        mean.numel());
+  return out.object;
+}
+
+// ops.addIntoBf16(block BF16, x F32) → BF16: bf16(block + x) rounded to nearest even (a bf16 gradient block's
+// accumulation; the block itself is not changed).
+DBCORE_OP(addIntoBf16) {
+  Tensor block = tensor_arg(info, 0, "block", DType::BF16);
+  Tensor x = tensor_arg(info, 1, "x", DType::F32);
+  check_shape(x, block.shape, "x");
+  JsTensor out = new_js_tensor(info.Env(), DType::BF16, block.shape);
+  std::memcpy(out.tensor.data, block.data, block.nbytes());
+  cpu::add_into_bf16(out.tensor.as<uint16_t>(), x.f32(), x.numel());
   return out.object;
 }
 

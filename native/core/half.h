@@ -1,7 +1,10 @@
-// IEEE half and bfloat16 conversions (round-to-nearest-even), for loading and saving fp16/bf16 weights.
+// IEEE half and bfloat16 conversions (round-to-nearest-even), for loading and saving fp16/bf16 weights; the bf16
+// ones are also compiled for the GPU (bf16 gradient blocks).
 #pragma once
 #include <cstdint>
 #include <cstring>
+
+#include "host_device.h"
 
 namespace dbcore {
 
@@ -46,16 +49,30 @@ inline uint16_t float_to_half(float f) {
   return uint16_t(h);
 }
 
-inline float bf16_to_float(uint16_t b) {
-  uint32_t bits = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-inline uint16_t float_to_bf16(float f) {
+// Bits of a float and back (host: memcpy; device: the intrinsics), for the bf16 conversions both sides use.
+DBCORE_HOST_DEVICE inline uint32_t float_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
   uint32_t x;
   std::memcpy(&x, &f, 4);
+  return x;
+#endif
+}
+DBCORE_HOST_DEVICE inline float bits_float(uint32_t x) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(x);
+#else
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+#endif
+}
+
+DBCORE_HOST_DEVICE inline float bf16_to_float(uint16_t b) { return bits_float(uint32_t(b) << 16); }
+
+DBCORE_HOST_DEVICE inline uint16_t float_to_bf16(float f) {
+  uint32_t x = float_bits(f);
   if ((x & 0x7fffffff) > 0x7f800000) return uint16_t((x >> 16) | 0x40);  // quiet nan
   x += 0x7fff + ((x >> 16) & 1);
   return uint16_t(x >> 16);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "core/half.h"
 #include "core/parallel.h"
 #include "reduce.h"
 
@@ -131,6 +132,18 @@ DBCORE_SIMD_CLONES
 void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) out[i] = (mean[i] + std::exp(0.5f * logvar[i]) * eps[i]) * scale;
+}
+
+DBCORE_SIMD_CLONES
+void add_into_bf16(uint16_t* dst, const float* src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(bf16_to_float(dst[i]) + src[i]);
+}
+
+DBCORE_SIMD_CLONES
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
 void crop_pad2d(float* out, const float* inp, int N, int C, int H, int W, int y0, int x0, int OH, int OW) {

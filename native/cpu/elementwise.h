@@ -34,6 +34,11 @@ void concat_channels_backward(float* da, float* db, const float* dout, int N, in
 // out = (mean + exp(0.5·logvar)·eps) · scale, eps standard normal.
 void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n);
 
+// bf16 gradient blocks (model/grad_sink.h): dst = bf16(float(dst) + src), rounded to nearest even; and the
+// widening of bf16 values to fp32.
+void add_into_bf16(uint16_t* dst, const float* src, int64_t n);
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
+
 // A window of each plane with zero fill: out (N, C, OH, OW), out[n, c, y, x] = inp[n, c, y0 + y, x0 + x] where that
 // lies inside (H, W), else 0. Covers zero padding, also asymmetric (Downsample2D's F.pad(x, (0, 1, 0, 1)) is
 // y0 = x0 = 0, OH = H + 1, OW = W + 1), and cropping (a tile, a band of rows with its halo).

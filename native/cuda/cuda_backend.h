@@ -63,6 +63,8 @@ void concat_channels_forward(float* out, const float* a, const float* b, int N, 
 void concat_channels_backward(float* da, float* db, const float* dout, int N, int Ca, int Cb, int HW);
 void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n);
 void crop_pad2d(float* out, const float* inp, int N, int C, int H, int W, int y0, int x0, int OH, int OW);
+void add_into_bf16(uint16_t* dst, const float* src, int64_t n);
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
 
 // cpu/activation.h
 void silu_forward(float* out, const float* inp, int64_t n);

@@ -3,6 +3,7 @@
 // Dimension letters: N batch, C channels, H W spatial, HW = H·W. Accumulation: written (=) unless the name says
 // add (add_inplace, add_channel_bias add into their first argument).
 #include "common.cuh"
+#include "core/half.h"
 #include "cuda_backend.h"
 
 namespace dbcore::cuda {
@@ -94,6 +95,15 @@ __global__ void concat_backward_kernel(float* da, float* db, const float* dout, 
 __global__ void gaussian_sample_kernel(float* out, const float* mean, const float* logvar, const float* eps,
                                        float scale, int64_t n) {
   DBCORE_GRID_STRIDE(i, n) out[i] = (mean[i] + expf(0.5f * logvar[i]) * eps[i]) * scale;
+}
+
+// The CPU's bf16 rounding (core/half.h, compiled for both sides): bit-identical blocks on either backend.
+__global__ void add_into_bf16_kernel(uint16_t* dst, const float* src, int64_t n) {
+  DBCORE_GRID_STRIDE(i, n) dst[i] = float_to_bf16(bf16_to_float(dst[i]) + src[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float* dst, const uint16_t* src, int64_t n) {
+  DBCORE_GRID_STRIDE(i, n) dst[i] = bf16_to_float(src[i]);
 }
 
 // out (NC, OH, OW)[y, x] = inp (NC, H, W)[y0 + y, x0 + x] inside, else 0.
@@ -188,6 +198,18 @@ void concat_channels_backward(float* da, float* db, const float* dout, int N, in
 void gaussian_sample(float* out, const float* mean, const float* logvar, const float* eps, float scale, int64_t n) {
   if (n <= 0) return;
   gaussian_sample_kernel<<<blocks_for(n), kThreads>>>(out, mean, logvar, eps, scale, n);
+  DBCORE_CUDA_CHECK_LAUNCH();
+}
+
+void add_into_bf16(uint16_t* dst, const float* src, int64_t n) {
+  if (n <= 0) return;
+  add_into_bf16_kernel<<<blocks_for(n), kThreads>>>(dst, src, n);
+  DBCORE_CUDA_CHECK_LAUNCH();
+}
+
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
+  if (n <= 0) return;
+  bf16_to_f32_kernel<<<blocks_for(n), kThreads>>>(dst, src, n);
   DBCORE_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/half.h"
 #include "cpu/adam8bit.h"
 #include "ops/ops.h"
 
@@ -12,17 +11,6 @@ namespace dbcore {
 namespace {
 // bf16 gradients are converted to fp32 in chunks of this many elements (a multiple of the 8-bit state block).
 constexpr int64_t kConvertChunk = int64_t(cpu::kAdam8bitBlockSize) * 1024;
-
-// dst[i] = bf16(bf16 dst[i] + src[i]), rounded to nearest even.
-void add_into_bf16(uint16_t* dst, const float* src, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(bf16_to_float(dst[i]) + src[i]);
-}
-
-void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
-}
 }  // namespace
 
 GradientSink::GradientSink(GradientMode mode, ParamStore& store, Optimizer* optimizer, size_t first_tensor)
@@ -30,10 +18,11 @@ GradientSink::GradientSink(GradientMode mode, ParamStore& store, Optimizer* opti
   DBCORE_CHECK(mode_ == GradientMode::F32 || optimizer_, "EINVAL", "gradient sink: bf16 and fused modes need the optimizer");
   if (mode_ == GradientMode::F32) store_.grads();
   if (mode_ == GradientMode::BF16) {
-    bf16_.assign(store_.table().total(), 0);
+    bf16_ = DeviceBlock(store_.device(), size_t(store_.table().total()) * 2);
+    zero_bytes(store_.device(), bf16_.data(), bf16_.bytes());
     int64_t largest = 0;
     for (const ParamEntry& e : store_.table().entries()) largest = std::max(largest, e.numel());
-    convert_.assign(size_t(std::min(largest, kConvertChunk)), 0.f);
+    convert_ = DeviceBlock(store_.device(), size_t(std::min(largest, kConvertChunk)) * 4);
   }
 }
 
@@ -64,7 +53,7 @@ void GradientSink::end() {
   DBCORE_CHECK(open_, "ESTATE", "gradient sink: end() without begin()");
   open_ = false;
   if (mode_ == GradientMode::BF16)
-    add_into_bf16(bf16_.data() + range_.begin, scratch_, range_.size());
+    ops::add_into_bf16(ops::Context{store_.device()}, bf16_block() + range_.begin, scratch_, range_.size());
   else
     update_fused_range();
   arena_->release(mark_);
@@ -92,7 +81,7 @@ void GradientSink::update_fused_range() {
 size_t GradientSink::block_bytes() const {
   switch (mode_) {
     case GradientMode::F32: return size_t(store_.table().total()) * 4;
-    case GradientMode::BF16: return bf16_.size() * 2;
+    case GradientMode::BF16: return bf16_.bytes();
     case GradientMode::Fused: return 0;
   }
   return 0;
@@ -100,7 +89,7 @@ size_t GradientSink::block_bytes() const {
 
 void GradientSink::zero() {
   if (mode_ == GradientMode::F32) store_.zero_grads();
-  std::fill(bf16_.begin(), bf16_.end(), uint16_t(0));
+  if (!bf16_.empty()) zero_bytes(bf16_.device(), bf16_.data(), bf16_.bytes());
 }
 
 // Calls f(tensor index, bf16 gradient, sink) for every optimizer tensor, in order.
@@ -120,19 +109,20 @@ cpu::ClipResult apply_bf16_gradients(Optimizer& optimizer, const std::vector<Gra
   }
   DBCORE_CHECK(count == optimizer.size(), "EINVAL", "apply_bf16_gradients: %zu gradients for %zu tensors", count,
                optimizer.size());
+  const ops::Context ctx{sinks.front()->device()};
   // Each tensor's gradient in chunks converted to fp32 in the sink's buffer: f(chunk, begin, n).
   auto chunks = [&](size_t i, const uint16_t* g, GradientSink& s, auto&& f) {
     const int64_t len = optimizer.tensor(i).n;
     for (int64_t b = 0; b < len; b += kConvertChunk) {
       const int64_t n = std::min(kConvertChunk, len - b);
-      bf16_to_f32(s.convert_buffer(), g + b, n);
+      ops::bf16_to_f32(ctx, s.convert_buffer(), g + b, n);
       f(s.convert_buffer(), b, n);
     }
   };
   double sum_sq = 0;
   for_each_bf16_tensor(sinks, [&](size_t i, const uint16_t* g, GradientSink& s) {
     if (optimizer.active(i))
-      chunks(i, g, s, [&](float* c, int64_t, int64_t n) { sum_sq += cpu::sum_of_squares(c, n); });
+      chunks(i, g, s, [&](float* c, int64_t, int64_t n) { sum_sq += ops::sum_of_squares(ctx, c, n); });
   });
   // The norm of the unscaled gradients (fp16 loss scaling: the stored ones carry the scale).
   cpu::ClipResult clip{std::sqrt(sum_sq) * unscale.inv_scale, 1.0};

@@ -43,6 +43,7 @@ class GradientSink {
   // The network's parameters are optimizer tensors [first_tensor, first_tensor + table size) (fused and bf16).
   GradientSink(GradientMode mode, ParamStore& store, Optimizer* optimizer, size_t first_tensor);
   GradientMode mode() const { return mode_; }
+  Device device() const { return store_.device(); }
   const ParamTable& table() const { return store_.table(); }
 
   // The gradient of the parameter at `offset`: in the fp32 block, or (BF16, Fused) in the open range's scratch.
@@ -54,15 +55,15 @@ class GradientSink {
   // Fused: the step the next ranges belong to (the caller advances the optimizer's step count once per step).
   void set_step(FusedStep* step) { step_ = step; }
 
-  // BF16: the block (2 bytes per parameter, zeroed at creation).
-  uint16_t* bf16_block() { return bf16_.data(); }
+  // BF16: the block (2 bytes per parameter, zeroed at creation, on the store's device).
+  uint16_t* bf16_block() { return bf16_.as<uint16_t>(); }
   // BF16: where the optimizer converts a chunk of gradients to fp32 (allocated with the block).
-  float* convert_buffer() { return convert_.data(); }
+  float* convert_buffer() { return convert_.as<float>(); }
   // Bytes of the gradient block this mode keeps: the fp32 block, the bf16 block (2 per parameter), or none.
   size_t block_bytes() const;
   // Fp32 scratch beside the block (bytes): the largest range's scratch so far (taken from the work arena, so also
   // part of the network's activation_bytes()) and, for BF16, the conversion buffer. 0 in F32 mode.
-  size_t scratch_bytes() const { return size_t(std::max<int64_t>(scratch_high_water_, int64_t(convert_.size()))) * 4; }
+  size_t scratch_bytes() const { return std::max(size_t(scratch_high_water_) * 4, convert_.bytes()); }
   void zero();  // the block = 0 (F32, BF16)
 
  private:
@@ -71,8 +72,7 @@ class GradientSink {
   ParamStore& store_;
   Optimizer* optimizer_;
   size_t first_tensor_;
-  std::vector<uint16_t> bf16_;
-  std::vector<float> convert_;
+  DeviceBlock bf16_, convert_;
   // The open range (open_ false between ranges).
   bool open_ = false;
   ParamRange range_;

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/half.h"
 #include "core/rng.h"
+#include "cpu/elementwise.h"
 
 namespace dbcore {
 
@@ -65,8 +65,6 @@ Trainer::Trainer(UNet& unet, ClipTextModel* text_encoder, const TrainerConfig& c
   if (cfg_.compute == Precision::F16) scaler_ = LossScaler(cfg_.loss_scale);
   unet_.set_compute_precision(cfg_.compute);
   if (te_) te_->set_compute_precision(cfg_.compute);
-  DBCORE_CHECK(unet_.context().device == Device::CPU || cfg_.gradients != GradientMode::BF16, "EUNSUPPORTED",
-               "gradient_dtype bf16 runs on the CPU backend only so far (its block is added and converted on the host)");
   DBCORE_CHECK(!te_ || te_->store().device() == unet_.store().device(), "EINVAL",
                "the text encoder and the UNet must be on the same device");
   optimizer_ = std::make_unique<Optimizer>(cfg_.optimizer, std::move(tensors), unet_.context().device);
@@ -130,8 +128,9 @@ void Trainer::read_gradient(const std::string& name, float* out) {
   if (cfg_.gradients == GradientMode::F32) {
     copy_bytes(Device::CPU, out, unet_.context().device, sink.grad(e.offset), size_t(e.numel()) * 4);
   } else {
-    const uint16_t* g = sink.bf16_block() + e.offset;
-    for (int64_t i = 0; i < e.numel(); ++i) out[i] = bf16_to_float(g[i]);
+    std::vector<uint16_t> bf16(static_cast<size_t>(e.numel()));
+    copy_bytes(Device::CPU, bf16.data(), sink.device(), sink.bf16_block() + e.offset, bf16.size() * 2);
+    cpu::bf16_to_f32(out, bf16.data(), e.numel());
   }
 }
 

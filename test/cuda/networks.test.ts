@@ -1,8 +1,8 @@
 /**
  * Whole networks on the CUDA backend against the same networks on the CPU (the reference), on the tiny golden model
  * (test/fixtures/tiny-sd): UNet forward and backward, text encoder forward and backward, VAE encode and decode, and
- * three Trainer steps (AdamW, 8-bit AdamW and the fused optimizer step; prior preservation rows, clipping) that
- * leave the weights within tolerance of the CPU's. fp32 on both sides: relative L2 ≤ 1e-5 (1e-4 for gradients and
+ * three Trainer steps (AdamW, 8-bit AdamW, the fused optimizer step and the bf16 gradient block; prior preservation
+ * rows, clipping) that leave the weights within tolerance of the CPU's. fp32 on both sides: relative L2 ≤ 1e-5 (1e-4 for gradients and
  * trained weights, sums in another order); bf16 / fp16 autocast against the CPU's autocast at the same precision (same operand rounding,
  * another summation order): ≤ 1e-2. Skipped without a usable GPU.
  */
@@ -75,13 +75,15 @@ describeGpu('CUDA networks against the CPU', () => {
     }
   });
 
-  test.each([['AdamW', 'adamw', false], ['8-bit AdamW', 'adamw8bit', false], ['8-bit AdamW, fused step', 'adamw8bit', true]] as const)(
-    'three Trainer steps (%s, prior preservation, clipping) leave the same weights', async (_name, kind, fused) => {
+  test.each([
+    ['AdamW', 'adamw', false, 'fp32'], ['8-bit AdamW', 'adamw8bit', false, 'fp32'],
+    ['8-bit AdamW, fused step', 'adamw8bit', true, 'fp32'], ['AdamW, bf16 gradient block', 'adamw', false, 'bf16'],
+  ] as const)('three Trainer steps (%s, prior preservation, clipping) leave the same weights', async (_name, kind, fused, gradientDtype) => {
       const m = model();
       const unets = pair((d) => loadUNet(m.components.unet, d));
       const trainers = pair((d) => createTrainer({
         unet: d === 'cpu' ? unets.cpu : unets.gpu, scheduler: trainingNoiseSchedule(m.components.scheduler.config),
-        optimizer: { kind }, maxGradNorm: 1, seed: 3, fusedOptimizerStep: fused,
+        optimizer: { kind }, maxGradNorm: 1, seed: 3, fusedOptimizerStep: fused, gradientDtype,
       }));
       const batch = { latents: golden.tensor('latents'), noise: golden.tensor('noise'), timesteps: golden.tensor('timesteps'),
         context: golden.tensor('encoder_hidden_states'), nInstance: 2 };

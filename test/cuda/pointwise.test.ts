@@ -10,6 +10,15 @@ const N = 3, C = 10, H = 7, W = 9, HW = H * W;
 
 describeGpu('CUDA elementwise and data movement', () => {
   const n = 1237;
+  test('add_into_bf16 bit-identical to the CPU, bf16_to_f32 exact', () => {
+    const block = ops.addIntoBf16({ dtype: 'BF16', shape: [n], data: new Uint16Array(n).buffer }, randn([n]));
+    const x = randn([n]);
+    const gpu = cuda('add_into_bf16', [inout(block), x, n])[0];
+    expect(Buffer.from(gpu.data as ArrayBuffer).equals(Buffer.from(ops.addIntoBf16(block, x).data as ArrayBuffer))).toBe(true);
+    const widened = new Float32Array(new Uint32Array(Array.from(new Uint16Array(block.data as ArrayBuffer), (b) => b << 16)).buffer);
+    expectClose(cuda('bf16_to_f32', [out([n]), block, n])[0], { dtype: 'F32', shape: [n], data: widened.buffer }, 0, 'bf16_to_f32');
+  });
+
   test('add, add_inplace, axpby, scale_inplace', () => {
     const a = randn([n]), b = randn([n]);
     expectClose(cuda('add', [out([n]), a, b, n])[0], ops.add(a, b), 0, 'add');

@@ -130,3 +130,35 @@ describe('gaussianSample', () => {
     expect(() => ops.gaussianSample(mean, ops.randn([3], 1), { seed: 1, offset: 0 })).toThrow(/logvar/);
   });
 });
+
+describe('bf16 gradient block accumulation', () => {
+  // bf16(v) by its definition: the nearest of the two bf16 values around v (float64 distances), ties to the even
+  // mantissa; NaN stays NaN. Returned as the 16-bit pattern.
+  const bits = (f: number) => new Uint32Array(new Float32Array([f]).buffer)[0];
+  const value = (b16: number) => new Float32Array(new Uint32Array([b16 << 16]).buffer)[0];
+  function bf16(v: number): number {
+    if (Number.isNaN(v)) return -1;  // any NaN pattern
+    const lo = bits(v) >>> 16, hi = lo + 1;  // truncation and the next pattern away from zero
+    const dLo = Math.abs(v - value(lo)), dHi = Math.abs(value(hi) - v);
+    return dLo < dHi || (dLo === dHi && (lo & 1) === 0) ? lo : hi;
+  }
+
+  test('bf16(block + x) is the nearest bf16 value, ties to even, on 40001 elements (parallel) and edge cases', () => {
+    const n = 40001;
+    const block = new Uint16Array(n), x = asFloat32(randn([n]));
+    for (let i = 0; i < n; i++) block[i] = bits(Math.fround(Math.sin(i) * 3)) >>> 16;
+    // Exact ties (x lands halfway between two bf16 values), a sum that overflows to inf, and a NaN.
+    block[0] = bits(1) >>> 16; x[0] = 2 ** -8;           // 1 + 2^-8: halfway between 1 and 1 + 2^-7 → 1 (even)
+    block[1] = bits(1 + 2 ** -7) >>> 16; x[1] = 2 ** -8; // halfway between 1 + 2^-7 and 1 + 2^-6 → 1 + 2^-6
+    block[2] = bits(3.3e38) >>> 16; x[2] = 3e38;          // → inf
+    block[3] = bits(1) >>> 16; x[3] = NaN;
+    const out = new Uint16Array(ops.addIntoBf16({ dtype: 'BF16', shape: [n], data: block.buffer }, f32([n], x)).data as ArrayBuffer);
+    expect(value(out[0])).toBe(1);
+    expect(value(out[1])).toBe(1 + 2 ** -6);
+    expect(value(out[2])).toBe(Infinity);
+    expect(Number.isNaN(value(out[3]))).toBe(true);
+    let wrong = 0;
+    for (let i = 4; i < n; i++) if (out[i] !== bf16(Math.fround(value(block[i]) + x[i]))) wrong++;
+    expect(wrong).toBe(0);
+  });
+});

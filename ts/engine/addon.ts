@@ -105,6 +105,8 @@ export interface NativeOps {
   mseLoss(pred: HostTensor, target: HostTensor): number;
   /** (mean + exp(logvar/2)·eps)·scale, eps from the Philox normal stream at offset … offset+n-1. */
   gaussianSample(mean: HostTensor, logvar: HostTensor, opts: { seed: number; offset: number; scale?: number }): HostTensor;
+  /** bf16(block + x), round to nearest even: a bf16 gradient block's accumulation (the block is not changed). */
+  addIntoBf16(block: HostTensor, x: HostTensor): HostTensor;
   mseLossBackward(pred: HostTensor, target: HostTensor, opts?: { dloss?: number }): HostTensor;
   // Optimizers (native/bindings/ops_optim.cpp): updates are in place on the caller's buffers.
   adamwStep(param: HostTensor, grad: HostTensor, m: HostTensor, v: HostTensor, opts: AdamWOptions & { step: number }): void;
