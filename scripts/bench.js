@@ -44,8 +44,12 @@ function parse(argv) {
     .option('--warmup <n>', 'untimed steps first', int('--warmup'), 2)
     .option('--grad-ckpt', 'gradient checkpointing (each resnet / transformer block)', false)
     .option('--threads <n>', 'OpenMP and OpenBLAS threads (default: all cores)', int('--threads'))
-    .addOption(new Option('--adam <kind>', 'AdamW with fp32 states (after clipping), or no optimizer step')
-      .choices(['32', 'none']).default('32'))
+    .addOption(new Option('--adam <kind>', 'AdamW with fp32 states, 8-bit AdamW (bitsandbytes\' layout), or no optimizer step')
+      .choices(['32', '8', 'none']).default('32'))
+    .addOption(new Option('--device <device>', 'backend of the step').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--precision <p>', 'autocast of the matrix products (fp16: with loss scaling)').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
+    .option('--fused', 'the fused optimizer step (no gradient block)', false)
+    .addOption(new Option('--grad-dtype <dtype>', 'storage of the gradient block').choices(['fp32', 'bf16']).default('fp32'))
     .option('--seed <n>', 'seed of the weights and batches', int('--seed'), 0)
     .option('--json', 'print one JSON object instead of a summary', false)
     .option('--out <dir>', 'folder for the JSON result', path.join(root, 'bench', 'out'));
@@ -59,7 +63,7 @@ function summary(r) {
   const gib = 2 ** 30;
   return [
     `${r.benchmark} ${r.config}: batch ${r.batch}, latent ${r.latent.join('x')}, grad-ckpt ${r.grad_ckpt}, ` +
-      `optimizer ${r.optimizer}, ${r.threads} threads`,
+      `optimizer ${r.optimizer}, ${r.precision}, gradients ${r.gradients}, ${r.device}` + (r.device === 'cpu' ? `, ${r.threads} threads` : ''),
     `  parameters           ${r.parameters.toLocaleString('en-US')}`,
     `  ms/step (median)     ${r.ms_per_step_median.toFixed(1)}   (mean ${r.ms_per_step_mean.toFixed(1)}, min ` +
       `${r.ms_per_step_min.toFixed(1)}, max ${r.ms_per_step_max.toFixed(1)} over ${r.steps} steps, ${r.warmup} warmup)`,
@@ -67,6 +71,7 @@ function summary(r) {
     `  process CPU s/step   ${r.cpu_s_all.map((t) => t.toFixed(2)).join(' ')}`,
     `  steps/s              ${r.steps_per_s}   (${r.samples_per_s} samples/s)`,
     `  peak RSS             ${(r.peak_rss_bytes / gib).toFixed(2)} GiB  (before the steps ${(r.rss_before_steps_bytes / gib).toFixed(2)} GiB)`,
+    ...(r.peak_device_bytes !== undefined ? [`  peak device memory   ${(r.peak_device_bytes / gib).toFixed(2)} GiB (dbcore's allocations)`] : []),
     `  FLOPs/step           ${r.model_flops_per_step.toExponential(3)} model (3x forward ${r.forward_flops.toExponential(3)}), ` +
       `${r.executed_flops_per_step.toExponential(3)} executed; ${r.model_gflops_per_s} GFLOP/s model, ${r.executed_gflops_per_s} executed`,
   ].join('\n');
@@ -90,12 +95,13 @@ async function main() {
   if (opts.benchmark === 'sample') return sampleMain(opts, sample);
   const result = await bench.runUNetTrainStep(
     { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
-      gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed },
+      gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed, device: opts.device, precision: opts.precision,
+      fusedOptimizerStep: opts.fused, gradientDtype: opts.gradDtype },
     opts.json ? undefined : (i, ms) => process.stderr.write(`step ${i}${i < opts.warmup ? ' (warmup)' : ''}: ${ms.toFixed(0)} ms\n`),
   );
   result.date = new Date().toISOString();
   fs.mkdirSync(opts.out, { recursive: true });
-  const tag = `${result.config.replace(/[^\w.-]+/g, '_')}-${result.latent[0]}-b${result.batch}${result.grad_ckpt ? '-ckpt' : ''}`;
+  const tag = `${result.config.replace(/[^\w.-]+/g, '_')}-${result.latent[0]}-b${result.batch}${result.grad_ckpt ? '-ckpt' : ''}-${result.device}`;
   const file = path.join(opts.out, `${opts.benchmark}-${tag}-${result.date.replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   if (opts.json) console.log(JSON.stringify(result));

@@ -27,6 +27,7 @@ xz -dc .device/node.xz > /tmp/node/bin/node && chmod +x /tmp/node/bin/node
 export PATH=/tmp/node/bin:$PATH
 node --version || { log "the carried node does not run here"; exit 1; }
 rm -rf node_modules && tar -xJf .device/node_modules.tar.xz || { log "unpacking node_modules failed"; exit 1; }
+[ -f .device/dist.tar.xz ] && { rm -rf dist && tar -xJf .device/dist.tar.xz; }
 
 # (c) the addon
 if [ "${DBCORE_DEVICE_BUILD:-0}" = 1 ]; then
@@ -41,23 +42,60 @@ fi
 node -e "const a=require('node-gyp-build')('.'); const c=a.backendInfo().cuda; console.log(JSON.stringify(c)); if(!c.available) process.exit(1)" \
   || { log "the addon does not see the GPU (reason above)"; exit 1; }
 
-# (d) tests, then the benchmark
-if timeout 300 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jest.log" 2>&1; then status_tests=pass; else status_tests=FAIL; fi
-if timeout 150 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
-# PyTorch on the same shapes (the image's python3 holds torch with CUDA): matmul, SDPA, cuDNN convolution.
+# (d) tests, the SD 1.5 train step against PyTorch, then the kernel benchmarks. Each step gets at most what is left
+# of the budget (DEVICE_CHECK_BUDGET_S, default 500 s: the device tool's call is 540 s).
+BUDGET=${DEVICE_CHECK_BUDGET_S:-500}
+within() {  # within LIMIT_S command…: the command with min(LIMIT_S, time left) seconds, or skipped (exit 124)
+  local limit=$1 left=$((BUDGET - SECONDS - 5)); shift
+  [ "$left" -lt 20 ] && { log "out of time, skipped: $*"; return 124; }
+  timeout $((limit < left ? limit : left)) "$@"
+}
+if within 240 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jest.log" 2>&1; then status_tests=pass; else status_tests=FAIL; fi
+
+# SD 1.5 at 512x512 (latent 64), fp16, gradient checkpointing: the speed pair (AdamW fp32 states on both
+# sides, batch 1 and 4) and its memory targets (8-bit AdamW with a bf16 gradient block: <= 8 GB; with the fused
+# optimizer step: <= 6 GB). dbcore's peak is its allocator's high-water mark, torch's max_memory_allocated.
+status_step=skipped
+if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then HAVE_TORCH=1; else HAVE_TORCH=0; fi
+STEP="--config sd15 --res 64 --steps 3 --warmup 2 --grad-ckpt"
+step_run() {  # step_run NAME dbcore-options…
+  local name=$1; shift
+  within 100 node scripts/bench.js unet-train-step $STEP --device cuda --precision fp16 --json --out "$OUT" "$@" \
+    > "$OUT/step-$name.json" 2> "$OUT/step-$name.err" || status_step=FAIL
+}
+torch_run() {  # torch_run NAME torch-options…
+  local name=$1; shift
+  [ "$HAVE_TORCH" = 1 ] || return 0
+  within 100 python3 bench/torch/torch_train_step.py $STEP --device cuda --fp16 --sdpa --json "$@" \
+    > "$OUT/torch-step-$name.json" 2> "$OUT/torch-step-$name.err" || status_step=FAIL
+}
+if [ -d dist ]; then
+  status_step=pass
+  step_run b1 --batch 1 --adam 32; torch_run b1 --batch 1 --adam 32
+  step_run b4 --batch 4 --adam 32; torch_run b4 --batch 4 --adam 32
+  step_run 8bit-bf16grad --batch 1 --adam 8 --grad-dtype bf16
+  step_run 8bit-fused --batch 1 --adam 8 --fused
+else
+  log "dist/ was not carried (scripts/pack-device.sh packs it): the train-step pairs are skipped"
+fi
+
+if within 120 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
+# PyTorch on the same shapes: matmul, SDPA, cuDNN convolution.
 status_torch=skipped
-if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if [ "$HAVE_TORCH" = 1 ]; then
   status_torch=pass
   for b in matmul sdpa conv; do
-    timeout 60 python3 bench/torch/${b}_bench.py --json "$OUT/torch-$b.json" > "$OUT/torch-$b.txt" 2>&1 || status_torch=FAIL
+    within 60 python3 bench/torch/${b}_bench.py --json "$OUT/torch-$b.json" > "$OUT/torch-$b.txt" 2>&1 || status_torch=FAIL
   done
 fi
 
 # (e) summary
 echo "==== jest (failures and summary) ===="
 grep -E "✕|●.*›|Tests:|Test Suites:" "$OUT/jest.log" | head -40
+echo "==== SD 1.5 train step, 512x512 fp16, gradient checkpointing (ms/step median; peak device GiB) ===="
+node scripts/step-table.js "$OUT" || true
 echo "==== benchmark ===="
 cat "$OUT/bench.txt"
 for b in matmul sdpa conv; do [ -f "$OUT/torch-$b.txt" ] && { echo "==== torch $b ===="; tail -40 "$OUT/torch-$b.txt"; }; done
-echo "==== device-check: tests $status_tests, bench $status_bench, torch $status_torch (logs in \$OUT: jest.log, bench.txt, bench.json, torch-*.json) ===="
-[ "$status_tests" = pass ] && [ "$status_bench" = pass ]
+echo "==== device-check: tests $status_tests, train step $status_step, bench $status_bench, torch $status_torch (logs in \$OUT: jest.log, step-*.json, bench.txt, bench.json, torch-*.json) ===="
+[ "$status_tests" = pass ] && [ "$status_bench" = pass ] && [ "$status_step" != FAIL ]

@@ -9,8 +9,10 @@
 #   dbcore.node.xz           the addon built here with the CUDA backend for sm_90 and static OpenBLAS/libstdc++
 #                            (DBCORE_STATIC_DEPS, as the prebuilds: the device image has no OpenBLAS)
 #   libgomp.so.1             OpenMP runtime, placed beside the addon there (RUNPATH $ORIGIN)
+#   dist.tar.xz              the compiled TypeScript (scripts/bench.js runs the train step from dist/)
 # The tool sends at most 64 MiB: the tracked tree (≈ 29 MiB in Nov 2026, test fixtures mostly) plus .device (node
-# ≈ 22 MiB with the x86 BCJ filter, node_modules ≈ 5.3 MiB, the addon with static OpenBLAS: not yet measured);
+# ≈ 22 MiB with the x86 BCJ filter, node_modules ≈ 5.3 MiB, the addon with static OpenBLAS and sm_90 ≈ 4.3 MiB;
+# 60 MiB in all on 2026-11-28);
 # the script stops when the sum would pass 63 MiB. If it does: carry node and node_modules in a first call that
 # unpacks them to /tmp and a second call within the 30 s the machine stays warm, or leave fixtures out of the tree.
 set -euo pipefail
@@ -24,6 +26,10 @@ npx cmake-js compile --out build-device --CDDBCORE_CUDA=ON --CDDBCORE_STATIC_DEP
 xz -T2 --x86 --lzma2=preset=9 -c build-device/Release/dbcore.node > .device/dbcore.node.xz
 libgomp=$(ldd build-device/Release/dbcore.node | awk '/libgomp.so.1/ {print $3}')
 [ -n "$libgomp" ] && cp "$(readlink -f "$libgomp")" .device/libgomp.so.1
+
+echo "pack-device: building dist/ (the train-step benchmark runs from it)" >&2
+npx tsc -p tsconfig.build.json
+tar -cJf .device/dist.tar.xz dist
 
 echo "pack-device: compressing node and node_modules" >&2
 xz -T2 --x86 --lzma2=preset=9 -c "$(readlink -f "$(command -v node)")" > .device/node.xz

@@ -70,11 +70,16 @@ void GradientSink::update_fused_range() {
     const size_t i = first_tensor_ + size_t(e - entries.begin());
     if (!optimizer_->active(i)) continue;
     float* g = scratch_ + (e->offset - range_.begin);
-    const double sq = ops::sum_of_squares(ops::Context{arena_->device()}, g, e->numel());
+    const double scaled_sq = ops::sum_of_squares(ops::Context{arena_->device()}, g, e->numel());
+    if (step_->skip_nonfinite && !std::isfinite(scaled_sq)) {
+      step_->found_inf = true;
+      continue;
+    }
+    const double sq = scaled_sq * step_->inv_scale * step_->inv_scale;
     const double coef = step_->max_norm > 0 ? cpu::clip_coefficient(std::sqrt(sq), step_->max_norm) : 1.0;
     step_->sum_sq += sq;
     step_->min_coef = std::min(step_->min_coef, coef);
-    optimizer_->update(i, g, 0, e->numel(), float(coef), step_->lr);
+    optimizer_->update(i, g, 0, e->numel(), float(coef) * step_->inv_scale, step_->lr);
   }
 }
 

@@ -8,7 +8,8 @@
 //   Fused: no gradient block. end() hands the range's fp32 gradients to the optimizer at once (the per-tensor math
 //          of Optimizer::apply: bit-identical to it with clipping off and no accumulation); with max_norm > 0 each
 //          tensor is clipped on its own norm. Tensors without a gradient in a step (text-encoder layers past
-//          clip_skip) are not updated, as torch skips parameters whose grad is None.
+//          clip_skip) are not updated, as torch skips parameters whose grad is None. Under fp16 loss scaling a
+//          tensor whose gradient overflowed is left as it is (FusedStep).
 // Accumulation: gradients += within a range (the layer kernels' rule); the bf16 block += across ranges and steps.
 #pragma once
 #include <algorithm>
@@ -34,7 +35,13 @@ struct FusedStep {
   double lr = 0;
   double max_norm = 0;   // > 0: each tensor clipped to this norm
   bool discard = false;  // a dry run: gradients dropped, nothing updated
-  double sum_sq = 0;     // Σ ||g_i||² over the tensors updated so far (before clipping)
+  // fp16 loss scaling: the gradients carry 1 / inv_scale; with skip_nonfinite a tensor whose scaled gradient
+  // overflowed keeps its value (found_inf is set and the step's scale backs off). Parameters updated earlier in
+  // the backward pass cannot be taken back, so an overflowed fused step is a partial step, not a skipped one.
+  float inv_scale = 1.f;
+  bool skip_nonfinite = false;
+  bool found_inf = false;
+  double sum_sq = 0;     // Σ ||g_i||² over the tensors updated so far (unscaled, before clipping)
   double min_coef = 1;   // the smallest per-tensor clip factor applied
 };
 

@@ -44,9 +44,6 @@ void check_gradient_mode(const TrainerConfig& c) {
                "fused_optimizer_step needs gradient_accumulation_steps 1 (got %d): each parameter is updated as soon "
                "as its gradient of one batch is complete, so there is no gradient to accumulate into",
                c.gradient_accumulation_steps);
-  DBCORE_CHECK(c.compute != Precision::F16, "EINVAL",
-               "fused_optimizer_step does not work with mixed_precision fp16 yet: a step with non-finite gradients "
-               "must be skipped whole, but the fused step updates parameters before the last gradient is known");
 }
 }  // namespace
 
@@ -182,6 +179,9 @@ void Trainer::begin_fused_step(const TrainBatch& b) {
                "fused_optimizer_step: accumulate() needs the step's learning rate (lr = %g)", b.lr);
   fused_.lr = b.lr;
   fused_.max_norm = cfg_.max_grad_norm;
+  const GradUnscale unscale = scaler_.unscale();
+  fused_.inv_scale = unscale.inv_scale;
+  fused_.skip_nonfinite = unscale.skip_nonfinite;
   optimizer_->begin_step();
 }
 
@@ -261,7 +261,9 @@ AppliedStep Trainer::apply(double lr) {
       DBCORE_CHECK(fused_done_, "ESTATE", "fused_optimizer_step: apply() without a step (call accumulate() first)");
       fused_done_ = false;
       r.clip = {std::sqrt(fused_.sum_sq), fused_.min_coef};
-      return r;  // fp16 is refused with the fused step
+      r.skipped = fused_.found_inf;  // a partial step: the overflowed tensors kept their values
+      scaler_.update(r.skipped);
+      return r;
   }
   r.skipped = unscale.skips(r.clip.total_norm);
   scaler_.update(r.skipped);

@@ -16,7 +16,7 @@ const golden = readGolden('train_step.safetensors');
 const LR = [1e-3, 7e-4, 5e-4];
 
 type Mode = { fusedOptimizerStep?: boolean; gradientDtype?: 'fp32' | 'bf16' };
-type Setup = Mode & { kind?: 'adamw' | 'adamw8bit'; maxGradNorm?: number; te?: boolean; accumulation?: number };
+type Setup = Mode & { kind?: 'adamw' | 'adamw8bit'; maxGradNorm?: number; te?: boolean; accumulation?: number; fp16?: { initScale: number } };
 
 function tiny(s: Setup) {
   const model = discoverModel(MODEL) as DiffusersModel;
@@ -26,6 +26,7 @@ function tiny(s: Setup) {
     unet, textEncoder, trainTextEncoder: s.te, scheduler: trainingNoiseSchedule(model.components.scheduler.config), seed: 7,
     optimizer: { kind: s.kind ?? 'adamw' }, maxGradNorm: s.maxGradNorm ?? 0, gradientAccumulationSteps: s.accumulation ?? 1,
     fusedOptimizerStep: s.fusedOptimizerStep, gradientDtype: s.gradientDtype,
+    ...(s.fp16 ? { mixedPrecision: 'fp16' as const, lossScale: { initScale: s.fp16.initScale } } : {}),
   };
   return { unet, textEncoder, trainer: createTrainer(options) };
 }
@@ -165,9 +166,6 @@ test('configuration errors name the reason', async () => {
   expect(() => tiny({ fusedOptimizerStep: true, accumulation: 2 })).toThrow(/fused_optimizer_step needs gradient_accumulation_steps 1 \(got 2\)/);
   expect(() => tiny({ fusedOptimizerStep: true, gradientDtype: 'bf16' })).toThrow(/keeps no gradient block/);
   expect(() => tiny({ gradientDtype: 'fp16' as 'bf16' })).toThrow(/gradientDtype 'fp16' must be fp32 or bf16/);
-  const model = discoverModel(MODEL) as DiffusersModel;
-  expect(() => createTrainer({ unet: loadUNet(model.components.unet), scheduler: trainingNoiseSchedule(model.components.scheduler.config), fusedOptimizerStep: true, mixedPrecision: 'fp16' }))
-    .toThrow(/fused_optimizer_step does not work with mixed_precision fp16/);
   const fused = tiny({ fusedOptimizerStep: true });
   await expect(fused.trainer.accumulate(batch())).rejects.toThrow(/needs the step's learning rate/);
   await expect(fused.trainer.apply(1e-3)).rejects.toThrow(/apply\(\) without a step/);
@@ -192,5 +190,25 @@ describe.each([
       await resumed.trainer.apply(LR[i]);
     }
     expect(differing(full.params, snapshot([resumed.unet]))).toEqual([]);
+  });
+});
+
+describe('fused step with fp16 loss scaling', () => {
+  test('bit-identical to the standard fp16 step while no gradient overflows (scale 65536)', async () => {
+    const [ref, fused] = await Promise.all([train({ fp16: { initScale: 65536 } }, 3), train({ fp16: { initScale: 65536 }, fusedOptimizerStep: true }, 3)]);
+    expect(differing(ref.params, fused.params)).toEqual([]);
+  });
+
+  test('an overflowed step is partial: tensors whose scaled gradient overflowed keep their values, the scale backs off', async () => {
+    const t = tiny({ fp16: { initScale: 2 ** 40 }, fusedOptimizerStep: true });
+    const before = snapshot([t.unet]);
+    await t.trainer.accumulate(batch(), { lr: LR[0] });
+    const first = await t.trainer.apply(LR[0]);
+    expect(first).toMatchObject({ skipped: true, lossScale: 2 ** 40 });
+    const after = snapshot([t.unet]);
+    expect(differing(before, after).length).toBeLessThan(before.size);  // the overflowed tensors kept their values
+    for (const { name } of t.unet.paramTable()) expect(asFloat32(t.unet.getParam(name)).every(Number.isFinite)).toBe(true);
+    await t.trainer.accumulate(batch(), { lr: LR[1] });
+    expect((await t.trainer.apply(LR[1])).lossScale).toBe(2 ** 39);
   });
 });

@@ -42,5 +42,7 @@ test('bad benchmark options and configs are named', () => {
   const ok = { config: 'tiny', batch: 1, steps: 1, warmup: 0, gradCkpt: false, adam: '32' as const, seed: 0 };
   expect(() => checkBenchOptions({ ...ok, steps: 0 })).toThrow(/--steps must be an integer >= 1/);
   expect(() => checkBenchOptions({ ...ok, res: 7.5 })).toThrow(/--res must be a positive integer/);
+  expect(() => checkBenchOptions({ ...ok, adam: '4' as never })).toThrow(/--adam must be 32, 8 or none, got 4/);
+  expect(() => checkBenchOptions({ ...ok, adam: 'none', fusedOptimizerStep: true })).toThrow(/--fused needs an optimizer/);
   expect(() => loadBenchConfig('nope.json')).toThrow(new RegExp(`${path.resolve('nope.json')}.*not one of tiny`));
 });

@@ -11,6 +11,7 @@ import path from 'path';
 import { loadAddon } from '../engine/addon';
 import { createTrainer } from '../engine/trainer';
 import { trainingNoiseSchedule } from '../train/noise-schedule';
+import type { Backend } from '../engine/device';
 import { createUNet, type NativeNetwork } from '../engine/networks';
 import { i32, type HostTensor } from '../engine/tensor';
 import { resolveUNetConfig } from '../engine/unet-config';
@@ -31,8 +32,16 @@ export interface UNetBenchOptions {
   steps: number;
   warmup: number;
   gradCkpt: boolean;
-  adam: '32' | 'none';
+  /** AdamW with fp32 states, bitsandbytes-compatible 8-bit AdamW, or no optimizer step */
+  adam: '32' | '8' | 'none';
   seed: number;
+  /** backend of the network, Trainer and optimizer (default cpu) */
+  device?: Backend;
+  /** autocast of the matrix products (fp16 adds dynamic loss scaling); default fp32 */
+  precision?: 'fp32' | 'fp16' | 'bf16';
+  /** the memory options of `dbcore train`: the fused optimizer step, or a bf16 gradient block */
+  fusedOptimizerStep?: boolean;
+  gradientDtype?: 'fp32' | 'bf16';
 }
 
 export interface UNetBenchResult {
@@ -44,6 +53,9 @@ export interface UNetBenchResult {
   latent: [number, number];
   text_states: [number, number, number];
   grad_ckpt: boolean;
+  device: Backend;
+  precision: string;
+  gradients: string;
   optimizer: string;
   max_grad_norm: number;
   parameters: number;
@@ -66,6 +78,8 @@ export interface UNetBenchResult {
   executed_gflops_per_s: number;
   peak_rss_bytes: number;
   rss_before_steps_bytes: number;
+  /** CUDA runs: the most device memory dbcore's allocator held at once (weights, gradients, states, activations) */
+  peak_device_bytes?: number;
   losses: number[];
   grad_norms: number[];
 }
@@ -128,7 +142,8 @@ export function checkBenchOptions(o: UNetBenchOptions): void {
   if (!Number.isInteger(o.warmup) || o.warmup < 0) bad.push(`--warmup must be an integer >= 0, got ${o.warmup}`);
   if (!Number.isInteger(o.batch) || o.batch < 1) bad.push(`--batch must be an integer >= 1, got ${o.batch}`);
   if (o.res !== undefined && (!Number.isInteger(o.res) || o.res < 1)) bad.push(`--res must be a positive integer, got ${o.res}`);
-  if (o.adam !== '32' && o.adam !== 'none') bad.push(`--adam must be 32 or none, got ${o.adam}`);
+  if (!['32', '8', 'none'].includes(o.adam)) bad.push(`--adam must be 32, 8 or none, got ${o.adam}`);
+  if (o.fusedOptimizerStep && o.adam === 'none') bad.push('--fused needs an optimizer (--adam 32 or 8)');
   if (bad.length) throw new DbcoreError('EUSAGE', bad.join('; '));
 }
 
@@ -143,16 +158,20 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
   const B = o.batch, S = TEXT_TOKENS, D = cfg.cross_attention_dim;
 
   const t0 = process.hrtime.bigint();
-  const net = createUNet(raw, file);
+  const device = o.device ?? 'cpu';
+  const net = createUNet(raw, file, device);
   initRandomWeights(net, o.seed);
   net.setGradientCheckpointing(o.gradCkpt);
   const buildS = Number(process.hrtime.bigint() - t0) / 1e9;
   const parameters = net.paramTable().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
   // The step runs through the training path itself: the native Trainer (add_noise, forward, MSE, backward, and with
   // --adam 32 clip_grad_norm_ + AdamW), as `dbcore train` runs it.
+  const optimizing = o.adam !== 'none';
   const trainer = createTrainer({
-    unet: net, scheduler: trainingNoiseSchedule(SD_NOISE_SCHEDULE), maxGradNorm: o.adam === '32' ? TRAIN_HYPER.maxGradNorm : 0,
-    optimizer: { kind: 'adamw', beta1: TRAIN_HYPER.beta1, beta2: TRAIN_HYPER.beta2, eps: TRAIN_HYPER.eps, weightDecay: TRAIN_HYPER.weightDecay },
+    unet: net, scheduler: trainingNoiseSchedule(SD_NOISE_SCHEDULE), maxGradNorm: optimizing ? TRAIN_HYPER.maxGradNorm : 0,
+    optimizer: { kind: o.adam === '8' ? 'adamw8bit' : 'adamw', beta1: TRAIN_HYPER.beta1, beta2: TRAIN_HYPER.beta2, eps: TRAIN_HYPER.eps, weightDecay: TRAIN_HYPER.weightDecay },
+    mixedPrecision: o.precision === 'fp16' || o.precision === 'bf16' ? o.precision : 'no',
+    fusedOptimizerStep: o.fusedOptimizerStep, gradientDtype: o.gradientDtype,
   });
   const rssBefore = process.memoryUsage.rss();
 
@@ -178,8 +197,8 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
   for (let i = 0; i < o.warmup + o.steps; i++) {
     const start = process.hrtime.bigint(), cpuStart = process.cpuUsage();
     const { latents, noise, timesteps, context } = randomBatch(i);
-    const { loss } = await trainer.accumulate({ latents, noise, timesteps, context, nInstance: B });
-    if (o.adam === '32') gradNorms.push((await trainer.apply(TRAIN_HYPER.lr)).gradNorm);
+    const { loss } = await trainer.accumulate({ latents, noise, timesteps, context, nInstance: B }, { lr: TRAIN_HYPER.lr });
+    if (optimizing) gradNorms.push((await trainer.apply(TRAIN_HYPER.lr)).gradNorm);
     else net.zeroGrad();
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
     const c = process.cpuUsage(cpuStart);
@@ -204,8 +223,11 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
     latent: [res, res],
     text_states: [B, S, D],
     grad_ckpt: o.gradCkpt,
-    optimizer: o.adam === '32' ? 'AdamW(fp32 states)' : 'none',
-    max_grad_norm: o.adam === '32' ? TRAIN_HYPER.maxGradNorm : 0,
+    device,
+    precision: o.precision ?? 'fp32',
+    gradients: o.fusedOptimizerStep ? 'fused optimizer step' : `${o.gradientDtype ?? 'fp32'} block`,
+    optimizer: { '32': 'AdamW(fp32 states)', '8': 'AdamW8bit', none: 'none' }[o.adam],
+    max_grad_norm: optimizing ? TRAIN_HYPER.maxGradNorm : 0,
     parameters,
     build_s: round(buildS),
     warmup: o.warmup,
@@ -225,6 +247,7 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
     executed_gflops_per_s: round(executedFlops / (med * 1e6), 2),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rss_before_steps_bytes: rssBefore,
+    ...(device === 'cuda' ? { peak_device_bytes: addon.memoryStats().cuda.peak } : {}),
     losses: losses.map((l) => round(l, 5)),
     grad_norms: gradNorms.map((g) => round(g, 5)),
   };

@@ -333,14 +333,11 @@ function checkTextEncoderOptions(config: TrainConfig, problems: string[], valid:
   }
 }
 
-/** fused_optimizer_step updates parameters in backward: no gradient to accumulate, store, or unscale as a whole. */
+/** fused_optimizer_step updates parameters in backward: no gradient to accumulate or store. */
 function checkGradientOptions(config: TrainConfig, problems: string[], valid: (...keys: TrainOptionKey[]) => boolean): void {
   if (!valid('fused_optimizer_step') || !config.fused_optimizer_step) return;
   if (valid('gradient_accumulation_steps') && config.gradient_accumulation_steps !== 1) {
     problems.push(`gradient_accumulation_steps: got ${config.gradient_accumulation_steps}; expected 1 with fused_optimizer_step (parameters are updated as soon as one batch's gradient is complete, so none is kept to accumulate into)`);
-  }
-  if (valid('mixed_precision') && config.mixed_precision === 'fp16') {
-    problems.push('mixed_precision: got "fp16"; expected "no" or "bf16" with fused_optimizer_step (a step with non-finite fp16 gradients must be skipped whole, but the fused step updates parameters before the last gradient is known)');
   }
   if (valid('gradient_dtype') && config.gradient_dtype !== 'fp32') {
     problems.push(`gradient_dtype: got ${show(config.gradient_dtype)}; expected "fp32" with fused_optimizer_step (it keeps no gradient block to store in bf16)`);

@@ -178,7 +178,7 @@ export const trainOptionShape = {
   adam_weight_decay: num(1e-2, z.number().min(0), 'Optimizer', 'Weight decay to use.'),
   adam_epsilon: num(1e-8, z.number().positive(), 'Optimizer', 'Epsilon value for the Adam optimizer.'),
   max_grad_norm: num(1.0, z.number().positive(), 'Optimizer', 'Max gradient norm.'),
-  fused_optimizer_step: flag('Optimizer', 'Update each parameter as soon as its gradient is complete, in backward, and keep no gradient block (saves the gradients\' memory). Needs gradient_accumulation_steps 1; max_grad_norm then clips each tensor on its own norm instead of the global norm. Not with mixed_precision fp16.'),
+  fused_optimizer_step: flag('Optimizer', 'Update each parameter as soon as its gradient is complete, in backward, and keep no gradient block (saves the gradients\' memory). Needs gradient_accumulation_steps 1; max_grad_norm then clips each tensor on its own norm instead of the global norm; with mixed_precision fp16 a tensor whose gradient overflowed keeps its value for that step (the others are updated) and the loss scale backs off.'),
   gradient_dtype: choice(['fp32', 'bf16'], 'Optimizer', 'Storage of the accumulated gradients: bf16 halves their memory (each block of layers computes fp32 gradients, then adds them in rounded to bf16). Not used by fused_optimizer_step, which keeps none.').withDefault('fp32'),
 
   // ── Learning rate ──────────────────────────────────────────────────────────────────────────────
