@@ -71,7 +71,7 @@ function summary(r) {
     `  process CPU s/step   ${r.cpu_s_all.map((t) => t.toFixed(2)).join(' ')}`,
     `  steps/s              ${r.steps_per_s}   (${r.samples_per_s} samples/s)`,
     `  peak RSS             ${(r.peak_rss_bytes / gib).toFixed(2)} GiB  (before the steps ${(r.rss_before_steps_bytes / gib).toFixed(2)} GiB)`,
-    ...(r.peak_device_bytes !== undefined ? [`  peak device memory   ${(r.peak_device_bytes / gib).toFixed(2)} GiB (dbcore's allocations)`] : []),
+    `  peak engine memory   ${(r.peak_engine_bytes / gib).toFixed(2)} GiB (dbcore's allocations on the ${r.device === 'cuda' ? 'GPU' : 'host'})`,
     `  FLOPs/step           ${r.model_flops_per_step.toExponential(3)} model (3x forward ${r.forward_flops.toExponential(3)}), ` +
       `${r.executed_flops_per_step.toExponential(3)} executed; ${r.model_gflops_per_s} GFLOP/s model, ${r.executed_gflops_per_s} executed`,
   ].join('\n');

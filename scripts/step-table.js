@@ -25,6 +25,6 @@ for (const f of fs.readdirSync(dir).filter((n) => /^step-.*\.json$/.test(n)).sor
   const d = read(f), t = read(`torch-step-${name}.json`);
   const options = d ? `batch ${d.batch}, ${d.optimizer}, gradients ${d.gradients}` : 'failed (see the .err file)';
   const ratio = d && t ? (d.ms_per_step_median / t.ms_per_step_median).toFixed(2) : '-';
-  console.log(pad(name, 16) + pad(options, 56) + pad(ms(d), 11) + pad(ms(t), 10) + pad(ratio, 14) + pad(gib(d && d.peak_device_bytes), 12) +
+  console.log(pad(name, 16) + pad(options, 56) + pad(ms(d), 11) + pad(ms(t), 10) + pad(ratio, 14) + pad(gib(d && d.peak_engine_bytes), 12) +
     gib(t && t.peak_memory_bytes));
 }

@@ -12,6 +12,7 @@ size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 }  // namespace
 
 void Arena::add_chunk(size_t min_bytes) {
+  grown_ = true;
   chunks_.emplace_back(device_, round_up(std::max<size_t>(min_bytes, 1 << 20)));  // aligned by device_alloc
 }
 
@@ -32,15 +33,23 @@ void* Arena::alloc_bytes(size_t bytes) {
   return p;
 }
 
+void Arena::release(const Mark& m) {
+  chunk_ = m.chunk;
+  used_ = m.used;
+  cycle_bytes_ = m.cycle_bytes;
+  // Chunks past the current one hold nothing live (allocations after the mark are released).
+  if (chunks_.size() > chunk_ + 1) chunks_.resize(chunk_ + 1);
+}
+
 void Arena::reset() {
-  if (chunks_.size() > 1) {
+  if (grown_ && (chunks_.size() != 1 || chunks_[0].bytes() < high_water_)) {
     chunks_.clear();
     add_chunk(high_water_);
   }
+  grown_ = false;
   chunk_ = 0;
   used_ = 0;
   cycle_bytes_ = 0;
 }
-
 
 }  // namespace dbcore

@@ -78,8 +78,12 @@ export interface UNetBenchResult {
   executed_gflops_per_s: number;
   peak_rss_bytes: number;
   rss_before_steps_bytes: number;
-  /** CUDA runs: the most device memory dbcore's allocator held at once (weights, gradients, states, activations) */
-  peak_device_bytes?: number;
+  /**
+   * The most memory dbcore's own allocations held at once on the step's device (weights, gradients, optimizer states,
+   * activation arenas, staging): on CUDA the allocator's high-water mark, on the CPU the same count in host memory
+   * (a prediction of the GPU's for the same options).
+   */
+  peak_engine_bytes: number;
   losses: number[];
   grad_norms: number[];
 }
@@ -247,7 +251,7 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
     executed_gflops_per_s: round(executedFlops / (med * 1e6), 2),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rss_before_steps_bytes: rssBefore,
-    ...(device === 'cuda' ? { peak_device_bytes: addon.memoryStats().cuda.peak } : {}),
+    peak_engine_bytes: addon.memoryStats()[device].peak,
     losses: losses.map((l) => round(l, 5)),
     grad_norms: gradNorms.map((g) => round(g, 5)),
   };
