@@ -50,6 +50,7 @@ function parse(argv) {
     .addOption(new Option('--precision <p>', 'autocast of the matrix products (fp16: with loss scaling)').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
     .option('--fused', 'the fused optimizer step (no gradient block)', false)
     .addOption(new Option('--grad-dtype <dtype>', 'storage of the gradient block').choices(['fp32', 'bf16']).default('fp32'))
+    .option('--train-text-encoder', "also train the text encoder the config's cross_attention_dim implies (random token ids)", false)
     .option('--seed <n>', 'seed of the weights and batches', int('--seed'), 0)
     .option('--json', 'print one JSON object instead of a summary', false)
     .option('--out <dir>', 'folder for the JSON result', path.join(root, 'bench', 'out'));
@@ -63,7 +64,8 @@ function summary(r) {
   const gib = 2 ** 30;
   return [
     `${r.benchmark} ${r.config}: batch ${r.batch}, latent ${r.latent.join('x')}, grad-ckpt ${r.grad_ckpt}, ` +
-      `optimizer ${r.optimizer}, ${r.precision}, gradients ${r.gradients}, ${r.device}` + (r.device === 'cpu' ? `, ${r.threads} threads` : ''),
+      `optimizer ${r.optimizer}, ${r.precision}, gradients ${r.gradients}, ${r.device}` + (r.device === 'cpu' ? `, ${r.threads} threads` : '') +
+      (r.text_encoder ? `, text encoder ${r.text_encoder} trained too` : ''),
     `  parameters           ${r.parameters.toLocaleString('en-US')}`,
     `  ms/step (median)     ${r.ms_per_step_median.toFixed(1)}   (mean ${r.ms_per_step_mean.toFixed(1)}, min ` +
       `${r.ms_per_step_min.toFixed(1)}, max ${r.ms_per_step_max.toFixed(1)} over ${r.steps} steps, ${r.warmup} warmup)`,
@@ -96,12 +98,12 @@ async function main() {
   const result = await bench.runUNetTrainStep(
     { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
       gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed, device: opts.device, precision: opts.precision,
-      fusedOptimizerStep: opts.fused, gradientDtype: opts.gradDtype },
+      fusedOptimizerStep: opts.fused, gradientDtype: opts.gradDtype, trainTextEncoder: opts.trainTextEncoder },
     opts.json ? undefined : (i, ms) => process.stderr.write(`step ${i}${i < opts.warmup ? ' (warmup)' : ''}: ${ms.toFixed(0)} ms\n`),
   );
   result.date = new Date().toISOString();
   fs.mkdirSync(opts.out, { recursive: true });
-  const tag = `${result.config.replace(/[^\w.-]+/g, '_')}-${result.latent[0]}-b${result.batch}${result.grad_ckpt ? '-ckpt' : ''}-${result.device}`;
+  const tag = `${result.config.replace(/[^\w.-]+/g, '_')}-${result.latent[0]}-b${result.batch}${result.grad_ckpt ? '-ckpt' : ''}${result.text_encoder ? '-te' : ''}-${result.device}`;
   const file = path.join(opts.out, `${opts.benchmark}-${tag}-${result.date.replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   if (opts.json) console.log(JSON.stringify(result));

@@ -238,6 +238,16 @@ int64_t conv_in_numel(const cpu::Conv2dShape& s) { return product({s.N, s.C, s.H
 int64_t conv_out_numel(const cpu::Conv2dShape& s) { return product({s.N, s.OC, s.OH(), s.OW()}); }
 int64_t conv_weight_numel(const cpu::Conv2dShape& s) { return product({s.OC, s.C, s.KH, s.KW}); }
 
+// (out, mean, rstd, inp, weight, bias, N, C, HW, G, eps) for GroupNorm and GroupNorm + SiLU.
+using GroupNormForward = void (*)(float*, float*, float*, const float*, const float*, const float*, int, int, int,
+                                  int, float);
+void groupnorm_forward_call(DeviceCall& c, GroupNormForward kernel) {
+  int N = c.dim(6), C = c.dim(7), HW = c.dim(8), G = c.dim(9);
+  DBCORE_CHECK(G > 0, "EINVAL", "groupnorm: G must be positive");
+  kernel(c.out<F>(0, product({N, C, HW})), c.out<F>(1, product({N, G})), c.out<F>(2, product({N, G})),
+         c.in<F>(3, product({N, C, HW})), c.in<F>(4, C), c.in<F>(5, C), N, C, HW, G, F(c.number(10)));
+}
+
 // Each entry reads the sizes first, then the tensors with the element counts the kernel touches.
 const std::map<std::string, Entry>& kernels() {
   static const std::map<std::string, Entry> table = {
@@ -271,15 +281,19 @@ const std::map<std::string, Entry>& kernels() {
       {"geglu_forward", [](DeviceCall& c) { int M = c.dim(2), Fd = c.dim(3); cuda::geglu_forward(c.out<F>(0, product({M, Fd})), c.in<F>(1, product({M, 2 * Fd})), M, Fd); }},
       {"geglu_backward", [](DeviceCall& c) { int M = c.dim(3), Fd = c.dim(4); cuda::geglu_backward(c.out<F>(0, product({M, 2 * Fd})), c.in<F>(1, product({M, Fd})), c.in<F>(2, product({M, 2 * Fd})), M, Fd); }},
       // norm.h
-      {"groupnorm_forward", [](DeviceCall& c) {
-         int N = c.dim(6), C = c.dim(7), HW = c.dim(8), G = c.dim(9);
-         DBCORE_CHECK(G > 0, "EINVAL", "groupnorm_forward: G must be positive");
-         cuda::groupnorm_forward(c.out<F>(0, product({N, C, HW})), c.out<F>(1, product({N, G})), c.out<F>(2, product({N, G})),
-                                 c.in<F>(3, product({N, C, HW})), c.in<F>(4, C), c.in<F>(5, C), N, C, HW, G, F(c.number(10))); }},
+      {"groupnorm_forward", [](DeviceCall& c) { groupnorm_forward_call(c, cuda::groupnorm_forward); }},
+      {"groupnorm_silu_forward", [](DeviceCall& c) { groupnorm_forward_call(c, cuda::groupnorm_silu_forward); }},
       {"groupnorm_backward", [](DeviceCall& c) {
          int N = c.dim(8), C = c.dim(9), HW = c.dim(10), G = c.dim(11);
          cuda::groupnorm_backward(c.out<F>(0, product({N, C, HW})), c.inout<F>(1, C), c.inout<F>(2, C), c.in<F>(3, product({N, C, HW})),
                                   c.in<F>(4, product({N, C, HW})), c.in<F>(5, C), c.in<F>(6, product({N, G})), c.in<F>(7, product({N, G})), N, C, HW, G); }},
+      // (dinp, dweight, dbias, dout, inp, weight, bias, mean, rstd, N, C, HW, G)
+      {"groupnorm_silu_backward", [](DeviceCall& c) {
+         int N = c.dim(9), C = c.dim(10), HW = c.dim(11), G = c.dim(12);
+         DBCORE_CHECK(G > 0, "EINVAL", "groupnorm_silu_backward: G must be positive");
+         cuda::groupnorm_silu_backward(c.out<F>(0, product({N, C, HW})), c.inout<F>(1, C), c.inout<F>(2, C),
+                                       c.in<F>(3, product({N, C, HW})), c.in<F>(4, product({N, C, HW})), c.in<F>(5, C), c.in<F>(6, C),
+                                       c.in<F>(7, product({N, G})), c.in<F>(8, product({N, G})), N, C, HW, G); }},
       {"layernorm_forward", [](DeviceCall& c) {
          int M = c.dim(6), C = c.dim(7);
          cuda::layernorm_forward(c.out<F>(0, product({M, C})), c.out<F>(1, M), c.out<F>(2, M), c.in<F>(3, product({M, C})), c.in<F>(4, C),

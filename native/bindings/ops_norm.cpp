@@ -1,6 +1,9 @@
 // Test exports of the normalization kernels (cpu/norm.h).
 //   ops.groupNorm(inp (N, C, …), weight (C), bias (C), {groups, eps}) → {out, mean (N, G), rstd (N, G)}
 //   ops.groupNormBackward(dout, inp, weight, mean, rstd, {groups, inputGrad, dweight?, dbias?}) → {dinp?, dweight, dbias}
+//   ops.groupNormSilu(inp, weight, bias, {groups, eps}) → {out = silu(groupNorm(inp)), mean, rstd}
+//   ops.groupNormSiluBackward(dout, inp, weight, bias, mean, rstd, {groups, inputGrad, dweight?, dbias?})
+//     → {dinp?, dweight, dbias}
 //   ops.layerNorm(inp (…, C), weight (C), bias (C), {eps}) → {out, mean (…), rstd (…)}
 //   ops.layerNormBackward(dout, inp, weight, mean, rstd, {inputGrad, dweight?, dbias?}) → {dinp?, dweight, dbias}
 // dweight/dbias start at zero unless given (then they accumulate, +=). eps defaults to 1e-5 (torch's default).
@@ -55,34 +58,69 @@ float eps_option(const Napi::CallbackInfo& info, size_t index) {
 
 }  // namespace
 
-DBCORE_OP(groupNorm) {
-  Tensor inp = tensor_arg(info, 0, "groupNorm: inp", DType::F32);
-  Tensor weight = tensor_arg(info, 1, "groupNorm: weight", DType::F32);
-  Tensor bias = tensor_arg(info, 2, "groupNorm: bias", DType::F32);
-  GroupNormDims d = groupnorm_dims(info, inp, weight, 3, "groupNorm");
-  check_shape(bias, {d.C}, "groupNorm: bias");
+namespace {
+
+using GroupNormForward = void (*)(float*, float*, float*, const float*, const float*, const float*, int, int, int,
+                                  int, float);
+
+Napi::Value group_norm(const Napi::CallbackInfo& info, GroupNormForward kernel, const char* op) {
+  Tensor inp = tensor_arg(info, 0, format("%s: inp", op).c_str(), DType::F32);
+  Tensor weight = tensor_arg(info, 1, format("%s: weight", op).c_str(), DType::F32);
+  Tensor bias = tensor_arg(info, 2, format("%s: bias", op).c_str(), DType::F32);
+  GroupNormDims d = groupnorm_dims(info, inp, weight, 3, op);
+  check_shape(bias, {d.C}, format("%s: bias", op).c_str());
   const float eps = eps_option(info, 3);
   JsTensor out = new_js_tensor(info.Env(), DType::F32, inp.shape);
   JsTensor mean = new_js_tensor(info.Env(), DType::F32, {d.N, d.G});
   JsTensor rstd = new_js_tensor(info.Env(), DType::F32, {d.N, d.G});
-  cpu::groupnorm_forward(out.tensor.f32(), mean.tensor.f32(), rstd.tensor.f32(), inp.f32(), weight.f32(), bias.f32(),
-                         d.N, d.C, d.HW, d.G, eps);
+  kernel(out.tensor.f32(), mean.tensor.f32(), rstd.tensor.f32(), inp.f32(), weight.f32(), bias.f32(), d.N, d.C, d.HW,
+         d.G, eps);
   return forward_result(info.Env(), out, mean, rstd);
 }
 
+// The backward exports' arguments: (dout, inp, weight, [bias,] mean, rstd, opts); the SiLU variant has the bias.
+struct GroupNormBackwardArgs {
+  Tensor dout, inp, weight, bias, mean, rstd;
+  GroupNormDims d;
+  BackwardOutputs g;
+};
+
+GroupNormBackwardArgs group_norm_backward_args(const Napi::CallbackInfo& info, bool with_bias, const char* op) {
+  GroupNormBackwardArgs a;
+  size_t i = 0;
+  auto next = [&](const char* what) { return tensor_arg(info, i++, format("%s: %s", op, what).c_str(), DType::F32); };
+  a.dout = next("dout");
+  a.inp = next("inp");
+  a.weight = next("weight");
+  if (with_bias) a.bias = next("bias");
+  a.mean = next("mean");
+  a.rstd = next("rstd");
+  a.d = groupnorm_dims(info, a.inp, a.weight, i, op);
+  check_shape(a.dout, a.inp.shape, format("%s: dout", op).c_str());
+  if (with_bias) check_shape(a.bias, {a.d.C}, format("%s: bias", op).c_str());
+  check_stats(a.mean, a.rstd, {a.d.N, a.d.G}, op);
+  a.g = backward_outputs(info, i, a.inp.shape, a.weight.shape, a.weight.shape);
+  return a;
+}
+
+}  // namespace
+
+DBCORE_OP(groupNorm) { return group_norm(info, cpu::groupnorm_forward, "groupNorm"); }
+
+DBCORE_OP(groupNormSilu) { return group_norm(info, cpu::groupnorm_silu_forward, "groupNormSilu"); }
+
 DBCORE_OP(groupNormBackward) {
-  Tensor dout = tensor_arg(info, 0, "groupNormBackward: dout", DType::F32);
-  Tensor inp = tensor_arg(info, 1, "groupNormBackward: inp", DType::F32);
-  Tensor weight = tensor_arg(info, 2, "groupNormBackward: weight", DType::F32);
-  Tensor mean = tensor_arg(info, 3, "groupNormBackward: mean", DType::F32);
-  Tensor rstd = tensor_arg(info, 4, "groupNormBackward: rstd", DType::F32);
-  GroupNormDims d = groupnorm_dims(info, inp, weight, 5, "groupNormBackward");
-  check_shape(dout, inp.shape, "groupNormBackward: dout");
-  check_stats(mean, rstd, {d.N, d.G}, "groupNormBackward");
-  BackwardOutputs g = backward_outputs(info, 5, inp.shape, weight.shape, weight.shape);
-  cpu::groupnorm_backward(g.dinp, g.dweight, g.dbias, dout.f32(), inp.f32(), weight.f32(), mean.f32(), rstd.f32(),
-                          d.N, d.C, d.HW, d.G);
-  return g.object;
+  GroupNormBackwardArgs a = group_norm_backward_args(info, false, "groupNormBackward");
+  cpu::groupnorm_backward(a.g.dinp, a.g.dweight, a.g.dbias, a.dout.f32(), a.inp.f32(), a.weight.f32(), a.mean.f32(),
+                          a.rstd.f32(), a.d.N, a.d.C, a.d.HW, a.d.G);
+  return a.g.object;
+}
+
+DBCORE_OP(groupNormSiluBackward) {
+  GroupNormBackwardArgs a = group_norm_backward_args(info, true, "groupNormSiluBackward");
+  cpu::groupnorm_silu_backward(a.g.dinp, a.g.dweight, a.g.dbias, a.dout.f32(), a.inp.f32(), a.weight.f32(),
+                               a.bias.f32(), a.mean.f32(), a.rstd.f32(), a.d.N, a.d.C, a.d.HW, a.d.G);
+  return a.g.object;
 }
 
 DBCORE_OP(layerNorm) {

@@ -11,7 +11,6 @@ constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 constexpr float kQuickGeluAlpha = 1.702f;  // ref: transformers QuickGELUActivation
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 // Derivative of the exact GELU (common.cuh's gelu): Φ(x) + x·φ(x).
 __device__ __forceinline__ float gelu_grad(float x) {
   return 0.5f * (1.f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x);

@@ -62,6 +62,9 @@ __device__ __forceinline__ float warp_max(float v) {
 // Exact GELU x·Φ(x) = x/2·(1 + erf(x/√2)) (activation.cu, and gemm.cu's fused GEGLU epilogue).
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 
+// σ(x) = 1 / (1 + e^-x) (activation.cu's SiLU and QuickGELU, norm.cu's GroupNorm + SiLU).
+__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
 // Sum over a 1-D block (blockDim.x a multiple of 32, at most 1024); every thread gets the total. Uses 32 slots of
 // shared memory and two barriers, so every thread of the block must call it.
 template <typename T>

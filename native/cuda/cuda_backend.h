@@ -81,6 +81,11 @@ void groupnorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        const float* bias, int N, int C, int HW, int G, float eps);
 void groupnorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C, int HW, int G);
+void groupnorm_silu_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                            const float* bias, int N, int C, int HW, int G, float eps);
+void groupnorm_silu_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                             const float* weight, const float* bias, const float* mean, const float* rstd, int N,
+                             int C, int HW, int G);
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int M, int C, float eps);
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -43,18 +43,16 @@ void ResnetBlock::compute(const Run& r, float* out, Saved& s) {
   const int HW = H_ * W_;
   const int64_t n_in = int64_t(N_) * in_ * HW, n_out = int64_t(N_) * out_ * HW;
   Arena& a = r.acts_arena();
-  s.n1 = a.alloc_floats(n_in);
   s.mean1 = a.alloc_floats(N_ * groups_);
   s.rstd1 = a.alloc_floats(N_ * groups_);
   s.a1 = a.alloc_floats(n_in);
   s.h1 = a.alloc_floats(n_out);
-  s.n2 = a.alloc_floats(n_out);
   s.mean2 = a.alloc_floats(N_ * groups_);
   s.rstd2 = a.alloc_floats(N_ * groups_);
   s.a2 = a.alloc_floats(n_out);
 
-  ops::groupnorm_forward(r.ctx, s.n1, s.mean1, s.rstd1, s.x, r.p(norm1_.w), r.p(norm1_.b), N_, in_, HW, groups_, eps_);
-  ops::silu_forward(r.ctx, s.a1, s.n1, n_in);
+  ops::groupnorm_silu_forward(r.ctx, s.a1, s.mean1, s.rstd1, s.x, r.p(norm1_.w), r.p(norm1_.b), N_, in_, HW, groups_,
+                              eps_);
   conv_forward(r, s.h1, s.a1, conv1_, conv_shape(in_, out_, 3));
   if (temb_ > 0 && s.temb_act) {
     Arena::Mark m = r.work->mark();
@@ -63,9 +61,8 @@ void ResnetBlock::compute(const Run& r, float* out, Saved& s) {
     ops::add_channel_bias(r.ctx, s.h1, t, N_, out_, HW);
     r.work->release(m);
   }
-  ops::groupnorm_forward(r.ctx, s.n2, s.mean2, s.rstd2, s.h1, r.p(norm2_.w), r.p(norm2_.b), N_, out_, HW, groups_,
-                         eps_);
-  ops::silu_forward(r.ctx, s.a2, s.n2, n_out);
+  ops::groupnorm_silu_forward(r.ctx, s.a2, s.mean2, s.rstd2, s.h1, r.p(norm2_.w), r.p(norm2_.b), N_, out_, HW, groups_,
+                              eps_);
   conv_forward(r, out, s.a2, conv2_, conv_shape(out_, out_, 3));
   if (shortcut_.w >= 0) {
     Arena::Mark m = r.work->mark();
@@ -105,13 +102,11 @@ void ResnetBlock::backward(const Run& r, float* dx, float* dtemb_act, const floa
     ops::axpby(r.ctx, ds, 1.f / scale_, dout, 0.f, dout, n_out);
     d = ds;
   }
-  float* da2 = r.work->alloc_floats(n_out);
-  float* dh = r.work->alloc_floats(n_out);
+  float* dh = r.work->alloc_floats(n_out);  // first the gradient of a2, then (in place) of h1
   float* da1 = r.work->alloc_floats(n_in);
-  conv_backward(r, da2, d, s.a2, conv2_, conv_shape(out_, out_, 3));
-  ops::silu_backward(r.ctx, da2, da2, s.n2, n_out);
-  ops::groupnorm_backward(r.ctx, dh, r.g(norm2_.w), r.g(norm2_.b), da2, s.h1, r.p(norm2_.w), s.mean2, s.rstd2, N_,
-                          out_, HW, groups_);
+  conv_backward(r, dh, d, s.a2, conv2_, conv_shape(out_, out_, 3));
+  ops::groupnorm_silu_backward(r.ctx, dh, r.g(norm2_.w), r.g(norm2_.b), dh, s.h1, r.p(norm2_.w), r.p(norm2_.b),
+                               s.mean2, s.rstd2, N_, out_, HW, groups_);
   if (temb_ > 0 && s.temb_act) {
     float* dt = r.work->alloc_floats(int64_t(N_) * out_);
     ops::sum_over_hw(r.ctx, dt, dh, N_, out_, HW);
@@ -120,9 +115,8 @@ void ResnetBlock::backward(const Run& r, float* dx, float* dtemb_act, const floa
     if (dtemb_act) ops::add_inplace(r.ctx, dtemb_act, dtemb, int64_t(N_) * temb_);
   }
   conv_backward(r, da1, dh, s.a1, conv1_, conv_shape(in_, out_, 3));
-  ops::silu_backward(r.ctx, da1, da1, s.n1, n_in);
-  ops::groupnorm_backward(r.ctx, dx, r.g(norm1_.w), r.g(norm1_.b), da1, s.x, r.p(norm1_.w), s.mean1, s.rstd1, N_,
-                          in_, HW, groups_);
+  ops::groupnorm_silu_backward(r.ctx, dx, r.g(norm1_.w), r.g(norm1_.b), da1, s.x, r.p(norm1_.w), r.p(norm1_.b),
+                               s.mean1, s.rstd1, N_, in_, HW, groups_);
   if (shortcut_.w >= 0) {
     float* dsc = r.work->alloc_floats(n_in);
     conv_backward(r, dsc, d, s.x, shortcut_, conv_shape(in_, out_, 1));

@@ -26,8 +26,9 @@ class ResnetBlock {
  private:
   struct Saved {
     const float *x = nullptr, *temb_act = nullptr;
-    float *n1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr, *a1 = nullptr, *h1 = nullptr, *n2 = nullptr,
-          *mean2 = nullptr, *rstd2 = nullptr, *a2 = nullptr;
+    // a1 = silu(gn1(x)) and a2 = silu(gn2(h1)); the normalized tensors are recomputed by the fused backward.
+    float *mean1 = nullptr, *rstd1 = nullptr, *a1 = nullptr, *h1 = nullptr, *mean2 = nullptr, *rstd2 = nullptr,
+          *a2 = nullptr;
   };
   void compute(const Run& r, float* out, Saved& s);
   cpu::Conv2dShape conv_shape(int in, int out, int k) const { return {N_, in, H_, W_, out, k, k, 1, k / 2}; }

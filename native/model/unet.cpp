@@ -127,15 +127,20 @@ void UNet::tail_forward(const Run& r, float* out, const float* h, int C, int H, 
   const int64_t n = int64_t(N_) * C * H * W;
   const int G = cfg_.norm_num_groups;
   tail_in_ = h;
-  tail_n_ = keep(n);
   tail_mean_ = keep(N_ * G);
   tail_rstd_ = keep(N_ * G);
   tail_a_ = keep(n);
-  ops::groupnorm_forward(ctx_, tail_n_, tail_mean_, tail_rstd_, h, r.p(norm_out_.w), r.p(norm_out_.b), N_, C, H * W,
-                         G, cfg_.norm_eps);
-  if (hook) hook("conv_norm_out", tail_n_, {N_, C, H, W});
-  ops::silu_forward(ctx_, tail_a_, tail_n_, n);
-  if (hook) hook("conv_act", tail_a_, {N_, C, H, W});
+  ops::groupnorm_silu_forward(ctx_, tail_a_, tail_mean_, tail_rstd_, h, r.p(norm_out_.w), r.p(norm_out_.b), N_, C,
+                              H * W, G, cfg_.norm_eps);
+  if (hook) {  // the fused op does not keep the normalized tensor: computed again for the hook only
+    Arena::Mark m = work_.mark();
+    float* normalized = work_.alloc_floats(n);
+    ops::groupnorm_forward(ctx_, normalized, tail_mean_, tail_rstd_, h, r.p(norm_out_.w), r.p(norm_out_.b), N_, C,
+                           H * W, G, cfg_.norm_eps);
+    hook("conv_norm_out", normalized, {N_, C, H, W});
+    work_.release(m);
+    hook("conv_act", tail_a_, {N_, C, H, W});
+  }
   const int k = cfg_.conv_out_kernel;
   conv_forward(r, out, tail_a_, conv_out_, {N_, C, H, W, cfg_.out_channels, k, k, 1, k / 2});
 }
@@ -263,9 +268,8 @@ void UNet::tail_backward(const Run& r, float* dh, const float* dout) {
   Arena::Mark m = work_.mark();
   float* da = work_.alloc_floats(n);
   conv_backward(r, da, dout, tail_a_, conv_out_, {N_, C, H_, W_, cfg_.out_channels, k, k, 1, k / 2});
-  ops::silu_backward(ctx_, da, da, tail_n_, n);
-  ops::groupnorm_backward(ctx_, dh, r.g(norm_out_.w), r.g(norm_out_.b), da, tail_in_, r.p(norm_out_.w), tail_mean_,
-                          tail_rstd_, N_, C, H_ * W_, G);
+  ops::groupnorm_silu_backward(ctx_, dh, r.g(norm_out_.w), r.g(norm_out_.b), da, tail_in_, r.p(norm_out_.w),
+                               r.p(norm_out_.b), tail_mean_, tail_rstd_, N_, C, H_ * W_, G);
   work_.release(m);
 }
 

@@ -102,7 +102,7 @@ class UNet {
   const float *context_ = nullptr, *tproj_ = nullptr;
   float *e1_ = nullptr, *e1a_ = nullptr, *temb_ = nullptr, *temb_act_ = nullptr;
   const float* tail_in_ = nullptr;
-  float *tail_n_ = nullptr, *tail_mean_ = nullptr, *tail_rstd_ = nullptr, *tail_a_ = nullptr;
+  float *tail_mean_ = nullptr, *tail_rstd_ = nullptr, *tail_a_ = nullptr;
   bool ready_for_backward_ = false;
   float* dtemb_act_accum_ = nullptr;  // during backward: d loss / d temb_act, summed over resnets
   float* dcontext_ = nullptr;         // during backward: d loss / d context (caller's buffer) or null

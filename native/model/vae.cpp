@@ -170,15 +170,14 @@ void VAE::mid_forward(const Run& r, MidBlock& m, float*& x, float*& y, int N, in
   std::swap(x, y);
 }
 
-// out (N, OC, H, W) = conv(silu(group_norm(x (N, C, H, W)))); tmp holds the normalized x; out may alias x.
+// out (N, OC, H, W) = conv(silu(group_norm(x (N, C, H, W)))); tmp holds silu(group_norm(x)); out may alias x.
 void VAE::tail_forward(const Run& r, float* out, float* x, float* tmp, const WB& norm, const WB& conv, int N, int C,
                        int H, int W, int OC) {
   const int G = cfg_.norm_num_groups;
   Arena::Mark mk = work_.mark();
   float* mean = work_.alloc_floats(int64_t(N) * G);
   float* rstd = work_.alloc_floats(int64_t(N) * G);
-  ops::groupnorm_forward(ctx_, tmp, mean, rstd, x, r.p(norm.w), r.p(norm.b), N, C, H * W, G, kEps);
-  ops::silu_forward(ctx_, tmp, tmp, int64_t(N) * C * H * W);
+  ops::groupnorm_silu_forward(ctx_, tmp, mean, rstd, x, r.p(norm.w), r.p(norm.b), N, C, H * W, G, kEps);
   conv_forward(r, out, tmp, conv, {N, C, H, W, OC, 3, 3, 1, 1});
   work_.release(mk);
 }

@@ -56,6 +56,8 @@ struct Context {
 
 DBCORE_OP_BOTH(groupnorm_forward)
 DBCORE_OP_BOTH(groupnorm_backward)
+DBCORE_OP_BOTH(groupnorm_silu_forward)
+DBCORE_OP_BOTH(groupnorm_silu_backward)
 DBCORE_OP_BOTH(layernorm_forward)
 DBCORE_OP_BOTH(layernorm_backward)
 DBCORE_OP_BOTH(silu_forward)

@@ -105,6 +105,24 @@ describeGpu('CUDA GroupNorm and LayerNorm', () => {
     expectClose(db, g.dbias, TOL_F32, 'dbias');
   });
 
+  test('groupnorm + silu forward/backward against the CPU twin, parameter gradients accumulate', () => {
+    const Cg = 20, G = 4, eps = 1e-6, Ho = 9, Wo = 7, HWo = Ho * Wo;
+    const x = randn([N, Cg, Ho, Wo], 2), w = randn([Cg]), b = randn([Cg]), dout = randn([N, Cg, Ho, Wo]);
+    asFloat32(x).forEach((v, i, a) => (a[i] = v + 5));
+    const ref = ops.groupNormSilu(x, w, b, { groups: G, eps });
+    const [y, mean, rstd] = cuda('groupnorm_silu_forward', [out([N, Cg, Ho, Wo]), out([N, G]), out([N, G]), x, w, b, N, Cg, HWo, G, eps]);
+    expectClose(y, ref.out, TOL_F32, 'groupnorm+silu out');
+    expectClose(mean, ref.mean, TOL_F32, 'mean');
+    expectClose(rstd, ref.rstd, TOL_F32, 'rstd');
+    const dw0 = randn([Cg]), db0 = randn([Cg]);
+    const g = ops.groupNormSiluBackward(dout, x, w, b, ref.mean, ref.rstd, { groups: G, dweight: clone(dw0), dbias: clone(db0) });
+    const [dx, dw, db] = cuda('groupnorm_silu_backward',
+      [out([N, Cg, Ho, Wo]), inout(dw0), inout(db0), dout, x, w, b, ref.mean, ref.rstd, N, Cg, HWo, G]);
+    expectClose(dx, g.dinp, 1e-4, 'groupnorm+silu dinp');
+    expectClose(dw, g.dweight, TOL_F32, 'dweight');
+    expectClose(db, g.dbias, TOL_F32, 'dbias');
+  });
+
   test('layernorm forward/backward on 77 rows of 321', () => {
     const M = 77, Cl = 321, eps = 1e-5;
     const x = randn([M, Cl]), w = randn([Cl]), b = randn([Cl]), dout = randn([M, Cl]);

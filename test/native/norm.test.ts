@@ -1,5 +1,5 @@
 import { loadAddon } from '../../ts/engine/addon';
-import { asFloat32, f32 } from '../../ts/engine/tensor';
+import { asFloat32, f32, type HostTensor } from '../../ts/engine/tensor';
 import { expectGradientMatches, maxRelErr, randn, weightedSum } from '../helpers/numeric';
 
 const { ops } = loadAddon();
@@ -67,6 +67,55 @@ describe('groupNorm', () => {
     expect(() => ops.groupNorm(randn([1, 6, 4]), randn([5]), randn([6]), { groups: 3 })).toThrow(/groupNorm: weight: expected shape \[6\]/);
     const x = randn([1, 6, 4]);
     expect(() => ops.groupNormBackward(x, x, randn([6]), randn([1, 2]), randn([1, 3]), { groups: 3 })).toThrow(/groupNormBackward: mean/);
+  });
+});
+
+describe('groupNormSilu (GroupNorm fused with SiLU)', () => {
+  const [N, C, H, W, G] = [2, 12, 7, 5, 4];
+  const opts = { groups: G, eps: 1e-6 };
+  const bytes = (t: HostTensor) => { const f = asFloat32(t); return Buffer.from(f.buffer, f.byteOffset, f.byteLength); };
+  const bitsEqual = (a: HostTensor, b: HostTensor) => bytes(a).equals(bytes(b));
+
+  // The same formulas as the two ops; the compiler may contract products (FMA) differently in different loops, so
+  // results agree to float rounding, not bit for bit; the statistics come from the same code.
+  test('forward equals groupNorm followed by silu; the statistics are bit-identical', () => {
+    const inp = randn([N, C, H, W], 2), weight = randn([C]), bias = randn([C]);
+    const fused = ops.groupNormSilu(inp, weight, bias, opts);
+    const gn = ops.groupNorm(inp, weight, bias, opts);
+    expect(maxRelErr(asFloat32(fused.out), asFloat32(ops.silu(gn.out)))).toBeLessThan(1e-6);
+    expect(bitsEqual(fused.mean, gn.mean)).toBe(true);
+    expect(bitsEqual(fused.rstd, gn.rstd)).toBe(true);
+  });
+
+  test('backward equals siluBackward followed by groupNormBackward, also when dinp is not wanted', () => {
+    const inp = randn([N, C, H, W], 1.5), weight = randn([C]), bias = randn([C]), dout = randn([N, C, H, W]);
+    const { mean, rstd, out: normalized } = ops.groupNorm(inp, weight, bias, opts);
+    const composed = ops.groupNormBackward(ops.siluBackward(dout, normalized), inp, weight, mean, rstd, opts);
+    const fused = ops.groupNormSiluBackward(dout, inp, weight, bias, mean, rstd, opts);
+    expect(maxRelErr(asFloat32(fused.dinp!), asFloat32(composed.dinp!))).toBeLessThan(1e-5);
+    expect(maxRelErr(asFloat32(fused.dweight), asFloat32(composed.dweight))).toBeLessThan(1e-5);
+    expect(maxRelErr(asFloat32(fused.dbias), asFloat32(composed.dbias))).toBeLessThan(1e-5);
+    const paramsOnly = ops.groupNormSiluBackward(dout, inp, weight, bias, mean, rstd, { ...opts, inputGrad: false });
+    expect(paramsOnly.dinp).toBeUndefined();
+    expect(bitsEqual(paramsOnly.dweight, fused.dweight)).toBe(true);
+    expect(bitsEqual(paramsOnly.dbias, fused.dbias)).toBe(true);
+  });
+
+  test('backward matches central finite differences for inp, weight and bias', () => {
+    const inp = randn([1, C, 3, 3]), weight = randn([C]), bias = randn([C]), w = randn([1, C, 3, 3]);
+    const loss = () => weightedSum(ops.groupNormSilu(inp, weight, bias, opts).out, w);
+    const { mean, rstd } = ops.groupNormSilu(inp, weight, bias, opts);
+    const g = ops.groupNormSiluBackward(w, inp, weight, bias, mean, rstd, opts);
+    expectGradientMatches(g.dinp, loss, inp);
+    expectGradientMatches(g.dweight, loss, weight);
+    expectGradientMatches(g.dbias, loss, bias);
+  });
+
+  test('a missing bias is named', () => {
+    const x = randn([1, C, 4]);
+    const { mean, rstd } = ops.groupNorm(x, randn([C]), randn([C]), opts);
+    expect(() => ops.groupNormSiluBackward(x, x, randn([C]), randn([C - 1]), mean, rstd, opts))
+      .toThrow(/groupNormSiluBackward: bias: expected shape \[12\]/);
   });
 });
 

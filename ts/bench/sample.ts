@@ -1,19 +1,18 @@
 /**
  * The `sample` benchmark: images per minute of text-to-image generation (prompt encoding, guided denoising with
  * the UNet as one 2N batch, VAE decode) for a model config at a given size and step count. `tiny` is the test
- * model (test/fixtures/tiny-sd); `sd-small` is bench/configs/sd-small.json's UNet with SD 1.5's text encoder and
- * VAE shapes, all with seeded random weights (the cost does not depend on the values).
+ * model (test/fixtures/tiny-sd); other configs pair bench/configs' UNet with the text encoder its
+ * cross_attention_dim implies (bench/configs/text_encoder) and SD's VAE shapes, all with seeded random weights (the cost does not depend on the values).
  */
 import path from 'path';
 import { createTextEncoder, createUNet, createVAE } from '../engine/networks';
 import { loadTokenizer } from '../tokenizer';
 import { describe, generate, loadPipeline, type PipelineModel } from '../sample/pipeline';
 import { DbcoreError } from '../util/errors';
-import { initRandomWeights, loadBenchConfig } from './unet-train-step';
+import { benchTextEncoderConfig, initRandomWeights, loadBenchConfig } from './unet-train-step';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TINY = path.join(ROOT, 'test', 'fixtures', 'tiny-sd');
-const SD15_TEXT = { vocab_size: 49408, hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, max_position_embeddings: 77, hidden_act: 'quick_gelu' };
 const SD_VAE = {
   in_channels: 3, out_channels: 3, latent_channels: 4, block_out_channels: [128, 256, 512, 512], layers_per_block: 2, norm_num_groups: 32,
   down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'), act_fn: 'silu', sample_size: 512, scaling_factor: 0.18215,
@@ -45,13 +44,14 @@ function buildModel(config: string, seed: number): PipelineModel {
   if (config === 'tiny') return loadPipeline(TINY);
   const { raw, file } = loadBenchConfig(config);
   const unet = createUNet(raw, file);
-  const textEncoder = createTextEncoder(SD15_TEXT);
+  const text = benchTextEncoderConfig(Number(raw.cross_attention_dim)).raw;
+  const textEncoder = createTextEncoder(text);
   const vae = createVAE(SD_VAE);
   for (const [i, net] of [unet, textEncoder, vae].entries()) initRandomWeights(net, seed + i);
   return describe({
     path: file, name: config, tokenizer: loadTokenizer(path.join(TINY, 'tokenizer')), textEncoder, unet, vae,
     schedulerConfig: SD_SCHEDULER, schedulerFile: 'built-in SD scheduler config',
-  }, raw, SD_VAE, SD15_TEXT);
+  }, raw, SD_VAE, text);
 }
 
 export async function runSampleBench(o: SampleBenchOptions): Promise<SampleBenchResult> {

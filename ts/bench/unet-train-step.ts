@@ -12,7 +12,7 @@ import { loadAddon } from '../engine/addon';
 import { createTrainer } from '../engine/trainer';
 import { trainingNoiseSchedule } from '../train/noise-schedule';
 import type { Backend } from '../engine/device';
-import { createUNet, type NativeNetwork } from '../engine/networks';
+import { createTextEncoder, createUNet, type NativeNetwork } from '../engine/networks';
 import { i32, type HostTensor } from '../engine/tensor';
 import { resolveUNetConfig } from '../engine/unet-config';
 import { DbcoreError } from '../util/errors';
@@ -42,6 +42,11 @@ export interface UNetBenchOptions {
   /** the memory options of `dbcore train`: the fused optimizer step, or a bf16 gradient block */
   fusedOptimizerStep?: boolean;
   gradientDtype?: 'fp32' | 'bf16';
+  /**
+   * Also train the text encoder the UNet's cross_attention_dim implies (SD 1.x's or SD 2.x's, random weights,
+   * checkpointed with the UNet): each step encodes random token ids instead of taking random text states.
+   */
+  trainTextEncoder?: boolean;
 }
 
 export interface UNetBenchResult {
@@ -56,6 +61,8 @@ export interface UNetBenchResult {
   device: Backend;
   precision: string;
   gradients: string;
+  /** the trained text encoder's config (bench/configs/text_encoder), or null when only the UNet trains */
+  text_encoder: string | null;
   optimizer: string;
   max_grad_norm: number;
   parameters: number;
@@ -107,6 +114,17 @@ export function loadBenchConfig(nameOrPath: string): { name: string; raw: Record
   } catch (e) {
     throw new DbcoreError('EFORMAT', `not valid JSON: ${(e as Error).message}`, { file, cause: e });
   }
+}
+
+const TEXT_ENCODERS: Record<number, string> = { 768: 'clip-vit-large-patch14', 1024: 'open-clip-vit-h-14' };
+
+/** The text encoder a UNet's cross_attention_dim expects: SD 1.x's CLIP ViT-L/14 (768) or SD 2.x's OpenCLIP ViT-H/14 (1024). */
+export function benchTextEncoderConfig(crossAttentionDim: number): { name: string; raw: Record<string, unknown> } {
+  const name = TEXT_ENCODERS[crossAttentionDim];
+  if (!name) {
+    throw new DbcoreError('EUSAGE', `no built-in text encoder has hidden size ${crossAttentionDim} (cross_attention_dim 768: SD 1.x, 1024: SD 2.x)`);
+  }
+  return { name, raw: loadBenchConfig(path.join(BENCH_CONFIG_DIR, 'text_encoder', `${name}.json`)).raw };
 }
 
 const isNormWeight = (name: string, shape: number[]) => shape.length === 1 && /norm[^.]*\.weight$/.test(name);
@@ -167,12 +185,19 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
   initRandomWeights(net, o.seed);
   net.setGradientCheckpointing(o.gradCkpt);
   const buildS = Number(process.hrtime.bigint() - t0) / 1e9;
-  const parameters = net.paramTable().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  const te = o.trainTextEncoder ? benchTextEncoderConfig(D) : undefined;
+  const textEncoder = te ? createTextEncoder(te.raw, device) : undefined;
+  if (textEncoder) {
+    initRandomWeights(textEncoder, o.seed + 2);
+    textEncoder.setGradientCheckpointing(o.gradCkpt);
+  }
+  const count = (n: NativeNetwork) => n.paramTable().reduce((k, p) => k + p.shape.reduce((a, b) => a * b, 1), 0);
+  const parameters = count(net) + (textEncoder ? count(textEncoder) : 0);
   // The step runs through the training path itself: the native Trainer (add_noise, forward, MSE, backward, and with
   // --adam 32 clip_grad_norm_ + AdamW), as `dbcore train` runs it.
   const optimizing = o.adam !== 'none';
   const trainer = createTrainer({
-    unet: net, scheduler: trainingNoiseSchedule(SD_NOISE_SCHEDULE), maxGradNorm: optimizing ? TRAIN_HYPER.maxGradNorm : 0,
+    unet: net, textEncoder, trainTextEncoder: !!textEncoder, scheduler: trainingNoiseSchedule(SD_NOISE_SCHEDULE), maxGradNorm: optimizing ? TRAIN_HYPER.maxGradNorm : 0,
     optimizer: { kind: o.adam === '8' ? 'adamw8bit' : 'adamw', beta1: TRAIN_HYPER.beta1, beta2: TRAIN_HYPER.beta2, eps: TRAIN_HYPER.eps, weightDecay: TRAIN_HYPER.weightDecay },
     mixedPrecision: o.precision === 'fp16' || o.precision === 'bf16' ? o.precision : 'no',
     fusedOptimizerStep: o.fusedOptimizerStep, gradientDtype: o.gradientDtype,
@@ -193,15 +218,16 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
     const noise = take([B, cfg.in_channels, res, res]);
     const u = take([B], false).data as Float32Array;
     const timesteps = i32([B], Array.from(u, (x) => Math.min(999, Math.floor(x * 1000))));
-    const context = take([B, S, D]);
-    return { latents, noise, timesteps, context };
+    if (!textEncoder) return { latents, noise, timesteps, context: take([B, S, D]) };
+    const ids = take([B, S], false).data as Float32Array; // uniform [0, 1) → token ids below the vocabulary size
+    const vocab = Number(te!.raw.vocab_size);
+    return { latents, noise, timesteps, inputIds: i32([B, S], Array.from(ids, (x) => Math.floor(x * vocab))) };
   };
 
   const times: number[] = [], cpu: number[] = [], losses: number[] = [], gradNorms: number[] = [];
   for (let i = 0; i < o.warmup + o.steps; i++) {
     const start = process.hrtime.bigint(), cpuStart = process.cpuUsage();
-    const { latents, noise, timesteps, context } = randomBatch(i);
-    const { loss } = await trainer.accumulate({ latents, noise, timesteps, context, nInstance: B }, { lr: TRAIN_HYPER.lr });
+    const { loss } = await trainer.accumulate({ ...randomBatch(i), nInstance: B }, { lr: TRAIN_HYPER.lr });
     if (optimizing) gradNorms.push((await trainer.apply(TRAIN_HYPER.lr)).gradNorm);
     else net.zeroGrad();
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
@@ -230,6 +256,7 @@ export async function runUNetTrainStep(o: UNetBenchOptions, onStep?: (i: number,
     device,
     precision: o.precision ?? 'fp32',
     gradients: o.fusedOptimizerStep ? 'fused optimizer step' : `${o.gradientDtype ?? 'fp32'} block`,
+    text_encoder: te?.name ?? null,
     optimizer: { '32': 'AdamW(fp32 states)', '8': 'AdamW8bit', none: 'none' }[o.adam],
     max_grad_norm: optimizing ? TRAIN_HYPER.maxGradNorm : 0,
     parameters,

@@ -79,6 +79,10 @@ export interface NativeOps {
   groupNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { groups?: number; eps?: number }): NormResult;
   groupNormBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, mean: HostTensor, rstd: HostTensor,
     opts?: { groups?: number } & BackwardOptions): BackwardGrads;
+  /** silu(groupNorm(inp)) in one pass; the backward recomputes the normalized values from inp and the statistics. */
+  groupNormSilu(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { groups?: number; eps?: number }): NormResult;
+  groupNormSiluBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, bias: HostTensor, mean: HostTensor,
+    rstd: HostTensor, opts?: { groups?: number } & BackwardOptions): BackwardGrads;
   layerNorm(inp: HostTensor, weight: HostTensor, bias: HostTensor, opts?: { eps?: number }): NormResult;
   layerNormBackward(dout: HostTensor, inp: HostTensor, weight: HostTensor, mean: HostTensor, rstd: HostTensor,
     opts?: BackwardOptions): BackwardGrads;
