@@ -186,6 +186,7 @@ test('fp16 on the CPU: loss scale in the log and the checkpoint state; a resumed
   const full = path.join(tmp, 'fp16-full');
   const r = train(fp16Args(full));
   expect(r.stderr).toMatch(/trained 4 step\(s\) \(0 skipped: fp16 gradient overflow\)/);
+  expect(r.stderr).toMatch(/gradients [\d.]+ MiB \(bf16 block, auto: fp16 autocast\)/); // gradient_dtype auto
   const log = fs.readFileSync(path.join(full, 'logs', 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   expect(log.map((l) => [l.step, l.loss_scale, l.skipped])).toEqual([[1, 65536, false], [2, 65536, false], [3, 65536, false], [4, 65536, false]]);
   expect(log.every((l) => Number.isFinite(l.loss) && Number.isFinite(l.grad_norm))).toBe(true);

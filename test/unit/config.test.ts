@@ -15,6 +15,7 @@ import {
   optionByName,
   trainOptionKeys,
 } from '../../ts/config/train-schema';
+import { gradientDtype } from '../../ts/train/loop';
 import { DbcoreError } from '../../ts/util/errors';
 import { closestName, editDistance } from '../../ts/util/suggest';
 
@@ -233,6 +234,15 @@ describe('rejections', () => {
     expect(e.message).toContain('--resolutoin: unknown option; did you mean --resolution?');
   });
 
+  test('fused_optimizer_step keeps no gradient block: gradient_dtype bf16 is rejected, auto resolves to none', () => {
+    const s = scratch();
+    const fused = { ...flagsOk(s), fused_optimizer_step: true, mixed_precision: 'fp16' };
+    expect(configError(() => loadTrainConfig({ flags: { ...fused, gradient_dtype: 'bf16' } })).message).toContain(
+      'gradient_dtype: got "bf16"; expected "auto" or "fp32" with fused_optimizer_step',
+    );
+    expect(loadTrainConfig({ flags: fused }).config.gradient_dtype).toBe('auto');
+  });
+
   test('a key given twice in the file under two spellings', () => {
     const s = scratch();
     const file = write(path.join(s.dir, 'run.yaml'), 'save_half: true\nhalf: false\n');
@@ -378,6 +388,19 @@ describe('rejections', () => {
     expect(e.message).toContain('revision: got "fp16"; not supported');
     const { notices } = loadTrainConfig({ flags: { ...flagsOk(s), enable_xformers_memory_efficient_attention: true, push_to_hub: false } });
     expect(notices).toEqual(['enable_xformers_memory_efficient_attention is ignored: the engine always uses its own fused (flash) attention']);
+  });
+});
+
+describe('gradient_dtype auto', () => {
+  test.each([
+    ['auto', 'fp16', false, 'bf16'],
+    ['auto', 'bf16', false, 'bf16'],
+    ['auto', 'no', false, 'fp32'],
+    ['auto', 'fp16', true, 'fp32'], // the fused step has no block; the Trainer is told fp32
+    ['fp32', 'fp16', false, 'fp32'],
+    ['bf16', 'no', false, 'bf16'],
+  ] as const)('%s with mixed_precision %s (fused %s) → %s', (dtype, precision, fused, expected) => {
+    expect(gradientDtype({ gradient_dtype: dtype, mixed_precision: precision, fused_optimizer_step: fused })).toBe(expected);
   });
 });
 

@@ -339,8 +339,8 @@ function checkGradientOptions(config: TrainConfig, problems: string[], valid: (.
   if (valid('gradient_accumulation_steps') && config.gradient_accumulation_steps !== 1) {
     problems.push(`gradient_accumulation_steps: got ${config.gradient_accumulation_steps}; expected 1 with fused_optimizer_step (parameters are updated as soon as one batch's gradient is complete, so none is kept to accumulate into)`);
   }
-  if (valid('gradient_dtype') && config.gradient_dtype !== 'fp32') {
-    problems.push(`gradient_dtype: got ${show(config.gradient_dtype)}; expected "fp32" with fused_optimizer_step (it keeps no gradient block to store in bf16)`);
+  if (valid('gradient_dtype') && config.gradient_dtype === 'bf16') {
+    problems.push(`gradient_dtype: got ${show(config.gradient_dtype)}; expected "auto" or "fp32" with fused_optimizer_step (it keeps no gradient block to store in bf16)`);
   }
 }
 

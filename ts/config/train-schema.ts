@@ -179,7 +179,7 @@ export const trainOptionShape = {
   adam_epsilon: num(1e-8, z.number().positive(), 'Optimizer', 'Epsilon value for the Adam optimizer.'),
   max_grad_norm: num(1.0, z.number().positive(), 'Optimizer', 'Max gradient norm.'),
   fused_optimizer_step: flag('Optimizer', 'Update each parameter as soon as its gradient is complete, in backward, and keep no gradient block (saves the gradients\' memory). Needs gradient_accumulation_steps 1; max_grad_norm then clips each tensor on its own norm instead of the global norm; with mixed_precision fp16 a tensor whose gradient overflowed keeps its value for that step (the others are updated) and the loss scale backs off.'),
-  gradient_dtype: choice(['fp32', 'bf16'], 'Optimizer', 'Storage of the accumulated gradients: bf16 halves their memory (each block of layers computes fp32 gradients, then adds them in rounded to bf16). Not used by fused_optimizer_step, which keeps none.').withDefault('fp32'),
+  gradient_dtype: choice(['auto', 'fp32', 'bf16'], 'Optimizer', 'Storage of the accumulated gradients: bf16 halves their memory (each block of layers computes fp32 gradients, then adds them in rounded to bf16). auto: bf16 with mixed_precision fp16 or bf16 (whose matrix products already round their operands to 16 bits; SD 1.5 at 512x512 with 8-bit Adam then fits in 8 GB), fp32 otherwise. Not used by fused_optimizer_step, which keeps none.').withDefault('auto'),
 
   // ── Learning rate ──────────────────────────────────────────────────────────────────────────────
   lr_scheduler: choice(lrSchedulers, 'Learning rate', 'The scheduler type to use.').withDefault('constant'),
