@@ -117,21 +117,14 @@ class DeviceCall {
     return static_cast<T*>(buf->get());
   }
 
-  // Element count of the {inout: tensor} at k (for entries whose tensors have free sizes).
-  int64_t inout_numel(size_t k) {
-    Napi::Value v = arg(k);
-    DBCORE_CHECK(v.IsObject() && v.As<Napi::Object>().Has("inout"), "EINVAL",
-                 "%s: argument %zu must be {inout: tensor}", kernel_.c_str(), k);
-    return tensor_from_js(v.As<Napi::Object>().Get("inout"), kernel_.c_str()).numel();
-  }
-
   bool is_null(size_t k) { return arg(k).IsNull() || arg(k).IsUndefined(); }
 
-  // Zero-filled device memory owned by this call and never copied back (a kernel's workspace).
-  float* scratch(size_t floats) {
-    buffers_.push_back(std::make_unique<DeviceBuffer>(floats * sizeof(float)));
-    if (floats) cuda::fill_bytes(buffers_.back()->get(), 0, floats * sizeof(float));
-    return static_cast<float*>(buffers_.back()->get());
+  // Zero-filled device memory of `count` T owned by this call and never copied back (a kernel's workspace).
+  template <typename T = float>
+  T* scratch(size_t count) {
+    buffers_.push_back(std::make_unique<DeviceBuffer>(count * sizeof(T)));
+    if (count) cuda::fill_bytes(buffers_.back()->get(), 0, count * sizeof(T));
+    return static_cast<T*>(buffers_.back()->get());
   }
 
   void set_value(double v) { value_ = v, has_value_ = true; }
@@ -318,18 +311,20 @@ const std::map<std::string, Entry>& kernels() {
       // loss.h, optim.h
       {"mse_forward", [](DeviceCall& c) { int64_t n = c.integer(2); c.set_value(cuda::mse_forward(c.in<F>(0, n), c.in<F>(1, n), n)); }},
       {"mse_backward", [](DeviceCall& c) { int64_t n = c.integer(3); cuda::mse_backward(c.out<F>(0, n), c.in<F>(1, n), c.in<F>(2, n), n, F(c.number(4))); }},
-      {"sum_of_squares", [](DeviceCall& c) { int64_t n = c.integer(1); c.set_value(cuda::sum_of_squares(c.in<F>(0, n), n)); }},
-      {"clip_grad_norm", [](DeviceCall& c) {
-         // args: {inout: g_0}, …, {inout: g_{count-1}}, max_norm; results: the gradients, then total_norm.
-         DBCORE_CHECK(c.size() >= 2, "EINVAL", "clip_grad_norm: expected gradients then max_norm");
-         const size_t count = c.size() - 1;
-         std::vector<float*> grads;
-         std::vector<int64_t> numels;
-         for (size_t i = 0; i < count; ++i) {
-           numels.push_back(c.inout_numel(i));
-           grads.push_back(c.inout<F>(i, numels.back()));
+      {"sum_of_squares_into", [](DeviceCall& c) {
+         // args: acc0, x_0, n_0, x_1, n_1, …; result: the device accumulator, set to acc0, after one
+         // sum_of_squares_into(acc, x_j, n_j) per pair (acc0 + Σ_j Σ x_j²).
+         DBCORE_CHECK(c.size() % 2 == 1, "EINVAL", "sum_of_squares_into: expected acc0 then (x, n) pairs");
+         double* acc = c.scratch<double>(1);
+         const double acc0 = c.number(0);
+         cuda::copy_to_device(acc, &acc0, sizeof(double));
+         for (size_t k = 1; k < c.size(); k += 2) {
+           const int64_t n = c.integer(k + 1);
+           cuda::sum_of_squares_into(acc, c.in<F>(k, n), n);
          }
-         c.set_value(cuda::clip_grad_norm(grads.data(), numels.data(), static_cast<int>(count), c.number(count)).total_norm); }},
+         double sum = 0.0;
+         cuda::copy_to_host(&sum, acc, sizeof(double));
+         c.set_value(sum); }},
       {"adamw_step", [](DeviceCall& c) {
          // args: {inout: param}, {inout: m}, {inout: v}, grad, lr, beta1, beta2, eps, weight_decay, step, n
          int64_t n = c.integer(10);

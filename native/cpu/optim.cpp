@@ -88,6 +88,8 @@ void adamw_clip_step_zero(const AdamWTensor* tensors, int count, float clip_coef
 
 double sum_of_squares(const float* grad, int64_t n) { return sum_of_squares_all(&grad, &n, 1); }
 
+void sum_of_squares_into(double* acc, const float* x, int64_t n) { *acc += sum_of_squares(x, n); }
+
 double sum_of_squares_all(const float* const* grads, const int64_t* numels, int count) {
   const std::vector<Chunk> chunks = chunks_of(numels, count);
   std::vector<double> sums(chunks.size());

@@ -48,6 +48,9 @@ void adamw_step(float* param, float* m, float* v, const float* grad, const AdamW
 
 // Σ g² over one tensor, accumulated in double.
 double sum_of_squares(const float* grad, int64_t n);
+// *acc += Σ x² (sum_of_squares added into a caller's accumulator, in host memory here; the CUDA twin adds into a
+// device double without synchronizing, so callers sum many tensors and read the accumulators once).
+void sum_of_squares_into(double* acc, const float* x, int64_t n);
 
 // Σ_i ||g_i||² over count gradient tensors: parallel over the chunks of all tensors (small tensors make
 // per-tensor parallel loops inefficient), each chunk summed in double, the chunk sums added in tensor order.

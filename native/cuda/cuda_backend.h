@@ -101,13 +101,11 @@ void timestep_embedding(float* out, const float* timesteps, int N, int dim, bool
 double mse_forward(const float* pred, const float* target, int64_t n);
 void mse_backward(float* dpred, const float* pred, const float* target, int64_t n, float dloss);
 
-// cpu/optim.h (the CPU twin's hyper-parameter and result structs). sum_of_squares and clip_grad_norm synchronize
-// (they return norms to the host); grads is a host array of device pointers.
+// cpu/optim.h (the CPU twin's hyper-parameter struct). sum_of_squares_into adds into a device double
+// without synchronizing (the caller downloads its accumulators once, after all the reductions it needs).
 using cpu::AdamWHyper;
-using cpu::ClipResult;
 void adamw_step(float* param, float* m, float* v, const float* grad, const AdamWHyper& h, int64_t step, int64_t n);
-double sum_of_squares(const float* grad, int64_t n);
-ClipResult clip_grad_norm(float* const* grads, const int64_t* numels, int count, double max_norm);
+void sum_of_squares_into(double* acc, const float* x, int64_t n);
 
 // cpu/adam8bit.h: the same update, bit for bit (native/cuda/adam8bit.cu is compiled without FMA contraction).
 using cpu::Adam8bitHyper;

@@ -1,6 +1,8 @@
-// MSE loss and the gradient-norm reductions (twins of native/cpu/loss.cpp and the norm part of optim.cpp).
+// MSE loss and the gradient-norm reduction (twins of native/cpu/loss.cpp and cpu::sum_of_squares_into).
 // Sums: fp32 products, double partial sums per thread, a block reduction in double, one double atomicAdd per
-// block into a device accumulator (the CPU twin sums in double too). Accumulation: dpred =; clip scales in place.
+// block into a device accumulator (the CPU twin sums in double too). Accumulation: dpred =; *acc +=.
+#include <algorithm>
+
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -11,7 +13,7 @@ namespace {
 constexpr int kReduceBlocks = 1024;
 
 // *acc += Σ (a[i] - b[i])² (b == nullptr: Σ a[i]²).
-__global__ void sum_sq_diff_kernel(double* acc, const float* a, const float* b, int64_t n) {
+__global__ void __launch_bounds__(kThreads) sum_sq_diff_kernel(double* acc, const float* a, const float* b, int64_t n) {
   double s = 0.0;
   DBCORE_GRID_STRIDE(i, n) {
     const double d = b ? static_cast<double>(a[i]) - static_cast<double>(b[i]) : static_cast<double>(a[i]);
@@ -21,26 +23,23 @@ __global__ void sum_sq_diff_kernel(double* acc, const float* a, const float* b, 
   if (threadIdx.x == 0) atomicAdd(acc, s);
 }
 
-// Σ (a - b)² or Σ a² on the device, returned to the host (synchronizes).
-double sum_sq_diff(const float* a, const float* b, int64_t n) {
-  if (n <= 0) return 0.0;
-  double* acc = static_cast<double*>(device_alloc(sizeof(double)));
-  double result = 0.0;
-  try {
-    DBCORE_CUDA_CHECK(cudaMemset(acc, 0, sizeof(double)));
-    const unsigned blocks = std::min<unsigned>(blocks_for(n), kReduceBlocks);
-    sum_sq_diff_kernel<<<blocks, kThreads>>>(acc, a, b, n);
-    DBCORE_CUDA_CHECK_LAUNCH();
-    copy_to_host(&result, acc, sizeof(double));
-  } catch (...) {
-    device_free(acc);
-    throw;
-  }
-  device_free(acc);
-  return result;
+// Queues *acc += Σ (a - b)² (or Σ a²) on the default stream; no synchronization.
+void add_sum_sq_diff(double* acc, const float* a, const float* b, int64_t n) {
+  if (n <= 0) return;
+  const unsigned blocks = std::min<unsigned>(blocks_for(n), kReduceBlocks);
+  sum_sq_diff_kernel<<<blocks, kThreads>>>(acc, a, b, n);
+  DBCORE_CUDA_CHECK_LAUNCH();
 }
 
-__global__ void mse_backward_kernel(float* dpred, const float* pred, const float* target, int64_t n, float factor) {
+// mse_forward's accumulator: one device double per host thread (networks run on different worker threads), made on
+// the thread's first call and kept for the process, so a loss costs no cudaMalloc/cudaFree. It is never freed:
+// freeing it at thread exit could run after the CUDA runtime has shut down, and the context's teardown frees it.
+double* thread_accumulator() {
+  thread_local double* const acc = static_cast<double*>(device_alloc(sizeof(double)));
+  return acc;
+}
+
+__global__ void __launch_bounds__(kThreads) mse_backward_kernel(float* dpred, const float* pred, const float* target, int64_t n, float factor) {
   DBCORE_GRID_STRIDE(i, n) dpred[i] = factor * (pred[i] - target[i]);
 }
 
@@ -48,7 +47,12 @@ __global__ void mse_backward_kernel(float* dpred, const float* pred, const float
 
 double mse_forward(const float* pred, const float* target, int64_t n) {
   if (n <= 0) return 0.0;
-  return sum_sq_diff(pred, target, n) / static_cast<double>(n);
+  double* acc = thread_accumulator();
+  fill_bytes(acc, 0, sizeof(double));
+  add_sum_sq_diff(acc, pred, target, n);
+  double sum = 0.0;
+  copy_to_host(&sum, acc, sizeof(double));  // the one synchronization: the mean is returned to the host
+  return sum / static_cast<double>(n);
 }
 
 void mse_backward(float* dpred, const float* pred, const float* target, int64_t n, float dloss) {
@@ -58,18 +62,6 @@ void mse_backward(float* dpred, const float* pred, const float* target, int64_t 
   DBCORE_CUDA_CHECK_LAUNCH();
 }
 
-double sum_of_squares(const float* grad, int64_t n) { return sum_sq_diff(grad, nullptr, n); }
-
-ClipResult clip_grad_norm(float* const* grads, const int64_t* numels, int count, double max_norm) {
-  double total_sq = 0.0;
-  for (int i = 0; i < count; ++i) total_sq += sum_of_squares(grads[i], numels[i]);
-  ClipResult r;
-  r.total_norm = std::sqrt(total_sq);
-  r.coef = std::min(1.0, max_norm / (r.total_norm + 1e-6));
-  if (r.coef < 1.0) {
-    for (int i = 0; i < count; ++i) scale_inplace(grads[i], static_cast<float>(r.coef), numels[i]);
-  }
-  return r;
-}
+void sum_of_squares_into(double* acc, const float* x, int64_t n) { add_sum_sq_diff(acc, x, nullptr, n); }
 
 }  // namespace dbcore::cuda

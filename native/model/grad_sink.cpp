@@ -17,6 +17,7 @@ GradientSink::GradientSink(GradientMode mode, ParamStore& store, Optimizer* opti
     : mode_(mode), store_(store), optimizer_(optimizer), first_tensor_(first_tensor) {
   DBCORE_CHECK(mode_ == GradientMode::F32 || optimizer_, "EINVAL", "gradient sink: bf16 and fused modes need the optimizer");
   if (mode_ == GradientMode::F32) store_.grads();
+  if (mode_ == GradientMode::Fused) tensor_sums_ = SquareSums(store_.device(), store_.table().entries().size());
   if (mode_ == GradientMode::BF16) {
     bf16_ = DeviceBlock(store_.device(), size_t(store_.table().total()) * 2);
     zero_bytes(store_.device(), bf16_.data(), bf16_.bytes());
@@ -59,27 +60,35 @@ void GradientSink::end() {
   arena_->release(mark_);
 }
 
-// Each table entry inside the range is one optimizer tensor: per-tensor norm, its clip factor, the update.
+// Each table entry inside the range is one optimizer tensor: per-tensor norm, its clip factor, the update. The
+// norms of the range's tensors are summed on the device into their own slots and read with one synchronization.
 void GradientSink::update_fused_range() {
   DBCORE_CHECK(step_, "ESTATE", "fused optimizer step: backward ran without the step's learning rate");
   if (step_->discard) return;
   const std::vector<ParamEntry>& entries = store_.table().entries();
-  auto first = std::lower_bound(entries.begin(), entries.end(), range_.begin,
-                                [](const ParamEntry& e, int64_t off) { return e.offset < off; });
-  for (auto e = first; e != entries.end() && e->offset < range_.end; ++e) {
-    const size_t i = first_tensor_ + size_t(e - entries.begin());
-    if (!optimizer_->active(i)) continue;
-    float* g = scratch_ + (e->offset - range_.begin);
-    const double scaled_sq = ops::sum_of_squares(ops::Context{arena_->device()}, g, e->numel());
-    if (step_->skip_nonfinite && !std::isfinite(scaled_sq)) {
+  const size_t first = size_t(std::lower_bound(entries.begin(), entries.end(), range_.begin,
+                                               [](const ParamEntry& e, int64_t off) { return e.offset < off; }) -
+                              entries.begin());
+  size_t last = first;
+  while (last < entries.size() && entries[last].offset < range_.end) ++last;
+  auto grad_of = [&](size_t k) { return scratch_ + (entries[k].offset - range_.begin); };
+  auto updated = [&](size_t k) { return optimizer_->active(first_tensor_ + k); };
+  tensor_sums_.zero(first, last - first);
+  for (size_t k = first; k < last; ++k)
+    if (updated(k)) tensor_sums_.add(k, grad_of(k), entries[k].numel());
+  const double* scaled_sq = tensor_sums_.read(first, last - first);  // [k - first]: entry k's Σ g²
+  for (size_t k = first; k < last; ++k) {
+    if (!updated(k)) continue;
+    if (step_->skip_nonfinite && !std::isfinite(scaled_sq[k - first])) {
       step_->found_inf = true;
       continue;
     }
-    const double sq = scaled_sq * step_->inv_scale * step_->inv_scale;
+    const double sq = scaled_sq[k - first] * step_->inv_scale * step_->inv_scale;
     const double coef = step_->max_norm > 0 ? cpu::clip_coefficient(std::sqrt(sq), step_->max_norm) : 1.0;
     step_->sum_sq += sq;
     step_->min_coef = std::min(step_->min_coef, coef);
-    optimizer_->update(i, g, 0, e->numel(), float(coef) * step_->inv_scale, step_->lr);
+    optimizer_->update(first_tensor_ + k, grad_of(k), 0, entries[k].numel(), float(coef) * step_->inv_scale,
+                       step_->lr);
   }
 }
 
@@ -124,11 +133,13 @@ cpu::ClipResult apply_bf16_gradients(Optimizer& optimizer, const std::vector<Gra
       f(s.convert_buffer(), b, n);
     }
   };
-  double sum_sq = 0;
+  // Σ g² of every chunk queued into one slot on the device, read once.
+  SquareSums& norm_sum = optimizer.norm_sum();
+  norm_sum.zero(0, 1);
   for_each_bf16_tensor(sinks, [&](size_t i, const uint16_t* g, GradientSink& s) {
-    if (optimizer.active(i))
-      chunks(i, g, s, [&](float* c, int64_t, int64_t n) { sum_sq += ops::sum_of_squares(ctx, c, n); });
+    if (optimizer.active(i)) chunks(i, g, s, [&](float* c, int64_t, int64_t n) { norm_sum.add(0, c, n); });
   });
+  const double sum_sq = norm_sum.read(0, 1)[0];
   // The norm of the unscaled gradients (fp16 loss scaling: the stored ones carry the scale).
   cpu::ClipResult clip{std::sqrt(sum_sq) * unscale.inv_scale, 1.0};
   if (max_norm > 0) clip.coef = cpu::clip_coefficient(clip.total_norm, max_norm);

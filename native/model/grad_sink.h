@@ -19,6 +19,7 @@
 #include "core/arena.h"
 #include "optimizer.h"
 #include "params.h"
+#include "square_sums.h"
 
 namespace dbcore {
 
@@ -80,6 +81,7 @@ class GradientSink {
   Optimizer* optimizer_;
   size_t first_tensor_;
   DeviceBlock bf16_, convert_;
+  SquareSums tensor_sums_;  // Fused: one slot per table entry, for the per-tensor norms of a range
   // The open range (open_ false between ranges).
   bool open_ = false;
   ParamRange range_;

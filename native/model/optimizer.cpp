@@ -21,7 +21,7 @@ DeviceBlock uploaded(Device device, const float* host, size_t n) {
 }  // namespace
 
 Optimizer::Optimizer(const OptimizerConfig& config, std::vector<OptimizedTensor> tensors, Device device)
-    : cfg_(config), tensors_(std::move(tensors)), device_(device), states_(tensors_.size()) {
+    : cfg_(config), tensors_(std::move(tensors)), device_(device), norm_sum_(device, 1), states_(tensors_.size()) {
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const size_t n = size_t(tensors_[i].n);
     State& s = states_[i];
@@ -51,14 +51,7 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
     grads.push_back(tensors_[i].grad);
     numels.push_back(tensors_[i].n);
   }
-  double sum_sq = 0;
-  if (device_ == Device::CPU) {
-    sum_sq = cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size()));
-  } else {
-    const ops::Context ctx{device_};
-    for (size_t i = 0; i < grads.size(); ++i) sum_sq += ops::sum_of_squares(ctx, grads[i], numels[i]);
-  }
-  const double scaled_norm = std::sqrt(sum_sq);
+  const double scaled_norm = std::sqrt(sum_of_squares(grads, numels));
   cpu::ClipResult clip{scaled_norm * unscale.inv_scale, 1.0};
   if (unscale.skips(clip.total_norm)) {  // an overflowed fp16 step: no update (GradScaler.step skips)
     clip.coef = 0.0;
@@ -87,6 +80,15 @@ cpu::ClipResult Optimizer::apply(double max_norm, double lr, const GradUnscale& 
     if (states_[i].active) step_range(i, tensors_[i].grad, 0, tensors_[i].n, lr);
   zero_grads(true);
   return clip;
+}
+
+double Optimizer::sum_of_squares(const std::vector<float*>& grads, const std::vector<int64_t>& numels) {
+  // The CPU: one parallel pass over the chunks of all tensors (each small tensor alone parallelizes poorly).
+  if (device_ == Device::CPU) return cpu::sum_of_squares_all(grads.data(), numels.data(), int(grads.size()));
+  // CUDA: every reduction queued into one device slot, then a single download.
+  norm_sum_.zero(0, 1);
+  for (size_t i = 0; i < grads.size(); ++i) norm_sum_.add(0, grads[i], numels[i]);
+  return norm_sum_.read(0, 1)[0];
 }
 
 void Optimizer::zero_grads(bool all) {

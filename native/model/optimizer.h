@@ -12,6 +12,7 @@
 #include "cpu/adam8bit.h"
 #include "cpu/optim.h"
 #include "loss_scaler.h"
+#include "square_sums.h"
 
 namespace dbcore {
 
@@ -63,6 +64,9 @@ class Optimizer {
   size_t size() const { return tensors_.size(); }
   const OptimizedTensor& tensor(size_t i) const { return tensors_[i]; }
   bool active(size_t i) const { return states_[i].active; }
+  // One slot on the optimizer's device for the global norm of gradients held elsewhere (apply_bf16_gradients),
+  // allocated once; apply() uses it too on CUDA.
+  SquareSums& norm_sum() { return norm_sum_; }
 
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
@@ -81,11 +85,14 @@ class Optimizer {
   // The update of elements [begin, begin + n) of tensor i from grad (n floats, already scaled), on the device.
   void step_range(size_t i, const float* grad, int64_t begin, int64_t n, double lr);
   void zero_grads(bool all);                     // every gradient, or those the fused pass did not zero
+  // Σ ||g_i||² over the given gradients (one synchronization on CUDA).
+  double sum_of_squares(const std::vector<float*>& grads, const std::vector<int64_t>& numels);
   cpu::Adam8bitHyper hyper8(double lr) const;
   OptimizerConfig cfg_;
   std::vector<OptimizedTensor> tensors_;
   Device device_;
   DeviceBlock qmap1_, qmap2_;  // bitsandbytes' dynamic maps on the device (8-bit)
+  SquareSums norm_sum_;
   std::vector<State> states_;
   int64_t steps_ = 0;
 };

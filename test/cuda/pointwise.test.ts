@@ -3,6 +3,7 @@
  * CPU ops on the same random inputs with odd sizes. fp32 throughout: relative L2 ≤ 1e-5 (sums in another order);
  * data movement is exact. Outputs are NaN-poisoned before each kernel, so an unwritten element fails.
  */
+import { CudaArg } from '../../ts/engine/addon';
 import { asFloat32, HostTensor } from '../../ts/engine/tensor';
 import { clone, cuda, cudaValue, describeGpu, expectClose, inout, ops, out, randn, TOL_F32 } from './cuda-helpers';
 
@@ -163,21 +164,30 @@ describeGpu('CUDA embeddings and losses', () => {
     }
   });
 
-  test('mse forward/backward, sum of squares, clip_grad_norm', () => {
+  test('mse forward/backward', () => {
     const n = 4099;
     const p = randn([n]), q = randn([n]);
     const { value } = cudaValue('mse_forward', [p, q, n]);
     expect(Math.abs(value - ops.mseLoss(p, q)) / ops.mseLoss(p, q)).toBeLessThan(1e-12);
+    // A second call on the same thread reuses its accumulator: it must start from 0 again.
+    expect(cudaValue('mse_forward', [p, q, n]).value).toBeCloseTo(value, 12);
     expectClose(cuda('mse_backward', [out([n]), p, q, n, 0.5])[0], ops.mseLossBackward(p, q, { dloss: 0.5 }), TOL_F32, 'mse backward');
-    const ss = cudaValue('sum_of_squares', [p, n]).value;
-    expect(Math.abs(ss - ops.gradSumOfSquares(p)) / ss).toBeLessThan(1e-12);
-    const g1 = randn([n]), g2 = randn([77]);
-    const refs = [clone(g1), clone(g2)];
-    const clip = ops.clipGradNorm(refs, 1.5);
-    const r = cudaValue('clip_grad_norm', [inout(g1), inout(g2), 1.5]);
-    expect(Math.abs(r.value - clip.totalNorm) / clip.totalNorm).toBeLessThan(1e-12);
-    expectClose(r.tensors[0], refs[0], 1e-7, 'clipped g1');
-    expectClose(r.tensors[1], refs[1], 1e-7, 'clipped g2');
+  });
+
+  test('sum_of_squares_into: several odd-sized tensors added into one accumulator holding a value', () => {
+    // 2^20 + 3 elements take more threads than the reduction's grid (grid-stride loop); 1 and 77 leave most of a
+    // block idle; 0 launches nothing.
+    const xs = [randn([4099]), randn([77]), randn([1]), randn([(1 << 20) + 3], 3), randn([0])];
+    const acc0 = 12.375;
+    const args: CudaArg[] = [acc0];
+    for (const x of xs) args.push(x, x.shape[0]);
+    const { value } = cudaValue('sum_of_squares_into', args);
+    let ref = acc0;
+    for (const x of xs) ref += asFloat32(x).reduce((s, v) => s + v * v, 0);  // float64, in JS
+    expect(Math.abs(value - ref) / ref).toBeLessThan(1e-12);
+    // Each call adds (never overwrites): one tensor alone gives acc0 + its own sum.
+    const one = cudaValue('sum_of_squares_into', [acc0, xs[1], 77]).value;
+    expect(Math.abs(one - acc0 - ops.gradSumOfSquares(xs[1])) / one).toBeLessThan(1e-12);
   });
 });
 
