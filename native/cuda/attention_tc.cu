@@ -436,8 +436,8 @@ void backward_tc(float* dq, float* dk, float* dv, const float* dout, const float
 
 }  // namespace
 
-bool attention_uses_tensor_cores(Precision precision, int Tk) {
-  if (precision == Precision::F32 || Tk == 0) return false;
+bool attention_uses_tensor_cores(Precision precision, int Tk, int D) {
+  if (precision == Precision::F32 || Tk == 0 || at::padded_head(D) == 0) return false;
   return precision == Precision::F16 || device_major() >= 8;
 }
 

@@ -5,9 +5,10 @@
 
 namespace dbcore::cuda {
 
-// Whether attention at `precision` runs on the tensor-core kernels: F16 and BF16 with at least one key; bf16 mma
-// needs sm_80, so bf16 on sm_75 runs the fp32 kernels (as gemm.cu does for bf16 products there).
-bool attention_uses_tensor_cores(Precision precision, int Tk);
+// Whether attention at `precision` runs on the tensor-core kernels: F16 and BF16 with at least one key and a head
+// of at most attention_tiles.h's kMaxHead (160) columns; bf16 mma needs sm_80, so bf16 on sm_75 runs the fp32
+// kernels (as gemm.cu does for bf16 products there), and so do wider heads (the VAE's 512).
+bool attention_uses_tensor_cores(Precision precision, int Tk, int D);
 
 void attention_forward_tc(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
                           int Tk, int NH, int D, float scale, bool causal, Precision precision);

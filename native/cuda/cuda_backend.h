@@ -155,7 +155,7 @@ size_t conv2d_workspace_floats(const cpu::Conv2dShape& s);
 
 // cpu/attention.h (flash attention: online softmax, O(T) memory, lse saved for backward). F32 runs fp32 SIMT
 // kernels; F16 / BF16 run tensor-core kernels (fp32 statistics and accumulators, operands and P rounded; bf16 on
-// sm_75 runs the fp32 kernels). D ≤ 160, else EINVAL.
+// sm_75 and heads over 160 columns run the fp32 kernels). D ≤ 512 (the VAE's single head), else EINVAL.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
                        int Tk, int NH, int D, float scale, bool causal, Precision precision = Precision::F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
