@@ -137,6 +137,27 @@ DBCORE_OP(quantizeBlockwise) {
   return out;
 }
 
+// ops.quantizeNearest(x, {signed = true}) → {search, buckets}: the code of every element of x under the built-in
+// map, by bitsandbytes' binary search (quantize_nearest) and by the CPU bucket table the 8-bit step uses (U8 each).
+DBCORE_OP(quantizeNearest) {
+  Tensor x = tensor_arg(info, 0, "x", DType::F32);
+  const float* map = map_option(info, 1);
+  const cpu::NearestCodeBuckets* buckets = cpu::builtin_map_buckets(map);
+  JsTensor search = new_js_tensor(info.Env(), DType::U8, x.shape);
+  JsTensor table = new_js_tensor(info.Env(), DType::U8, x.shape);
+  const float* xs = x.f32();
+  uint8_t* s = search.tensor.as<uint8_t>();
+  uint8_t* t = table.tensor.as<uint8_t>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    s[i] = cpu::quantize_nearest(map, xs[i]);
+    t[i] = buckets->nearest(xs[i]);
+  }
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("search", search.object);
+  out.Set("buckets", table.object);
+  return out;
+}
+
 // ops.dequantizeBlockwise(codes, absmax, {blocksize = 4096, signed = true}) → F32 of codes' shape
 DBCORE_OP(dequantizeBlockwise) {
   Tensor codes = tensor_arg(info, 0, "codes", DType::U8);

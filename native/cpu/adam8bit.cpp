@@ -5,7 +5,9 @@
 #include <array>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 
+#include "core/error.h"
 #include "core/parallel.h"
 
 namespace dbcore::cpu {
@@ -104,67 +106,195 @@ void dequantize_blockwise(float* out, const uint8_t* codes, const float* absmax,
 
 namespace {
 
+// Number of thresholds ≤ x (t is sorted): the code quantize_nearest gives a non-NaN x.
+int thresholds_at_or_below(const float* t, float x) { return static_cast<int>(std::upper_bound(t, t + 255, x) - t); }
+
+float float_of_bits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+void set_first_code(NearestCodeBuckets& b, int index, float lowest, float highest) {
+  const int first = thresholds_at_or_below(b.threshold, lowest);
+  DBCORE_CHECK(thresholds_at_or_below(b.threshold, highest) - first <= 2, "EINVAL",
+               "quantization map: more than two thresholds in [%g, %g]", lowest, highest);
+  b.first_code[index] = static_cast<uint8_t>(first);
+}
+
+NearestCodeBuckets build_buckets(const float* code) {
+  using NB = NearestCodeBuckets;
+  NB b;
+  for (int k = 0; k < 255; ++k) {
+    const float midpoint = (code[k] + code[k + 1]) * 0.5f;  // as quantize_nearest rounds it
+    b.threshold[k] = k % 2 == 1 ? midpoint : std::nextafter(midpoint, INFINITY);  // ties to the even index (§2)
+  }
+  b.threshold[255] = b.threshold[256] = NAN;
+  constexpr int shift = 23 - NB::kMantissaBits;
+  constexpr uint32_t base = NB::kLowestExponent << NB::kMantissaBits;
+  for (int i = 0; i < NB::kMagnitudeBuckets; ++i) {  // magnitude bit patterns [lo, hi] of bucket i
+    const uint32_t lo = i == 0 ? 0u : (base + i) << shift;
+    const uint32_t hi = i == NB::kMagnitudeBuckets - 1 ? 0x7f800000u : ((base + i + 1) << shift) - 1;
+    set_first_code(b, i, float_of_bits(lo), float_of_bits(hi));
+    set_first_code(b, NB::kMagnitudeBuckets + i, -float_of_bits(hi), -float_of_bits(lo));
+  }
+  return b;
+}
+
+bool same_map(const float* a, const float* b) { return a == b || std::memcmp(a, b, 256 * sizeof(float)) == 0; }
+
+}  // namespace
+
+const NearestCodeBuckets* builtin_map_buckets(const float* code) {
+  static const NearestCodeBuckets signed_buckets = build_buckets(kDynamicMapSigned);
+  static const NearestCodeBuckets unsigned_buckets = build_buckets(kDynamicMapUnsigned);
+  if (same_map(code, kDynamicMapSigned)) return &signed_buckets;
+  if (same_map(code, kDynamicMapUnsigned)) return &unsigned_buckets;
+  return nullptr;
+}
+
+namespace {
+
 constexpr int B = kAdam8bitBlockSize;
 
-// One 256-lane block of the 8-bit update; `valid` lanes are real elements, the rest are padding lanes that
-// load g = 0, m code 128 and v code 0 and still count in the new absmax (§4).
-void adam8bit_block(float* p, uint8_t* c1, uint8_t* c2, float* absmax1, float* absmax2, const float* g,
-                    const float* qmap1, const float* qmap2, const Adam8bitHyper& h, const Adam8bitConstants& k,
-                    int valid) {
-  float m[B], v[B];
-  bool finite[B];
+// Code search of the 8-bit update: the bucket table for the built-in maps, the binary search for any other map.
+struct BucketQuantizer {
+  const NearestCodeBuckets* buckets;
+  uint8_t operator()(float x) const { return buckets->nearest(x); }
+};
+struct SearchQuantizer {
+  const float* code;
+  uint8_t operator()(float x) const { return quantize_nearest(code, x); }
+};
+
+bool finite(float g) { return std::fabs(g) <= FLT_MAX; }
+
+// §4, first loop: dequantized moments updated with the gradient; m = v = 0 where g is not finite.
+void update_moments(float* m, float* v, const uint8_t* c1, const uint8_t* c2, const float* g, const float* qmap1,
+                    const float* qmap2, float absmax1, float absmax2, const Adam8bitHyper& h) {
   const float one_minus_b1 = 1.0f - h.beta1, one_minus_b2 = 1.0f - h.beta2;
-  float new_absmax1 = -FLT_MAX, new_absmax2 = -FLT_MAX;
+#pragma omp simd
   for (int j = 0; j < B; ++j) {
-    const bool real = j < valid;
-    const float gj = real ? g[j] : 0.f;
-    finite[j] = std::isfinite(gj);
-    if (finite[j]) {
-      const float gs = gj * h.gnorm_scale;
-      float vj = qmap2[real ? c2[j] : 0] * *absmax2;
-      vj = vj * h.beta2 + (one_minus_b2 * gs) * gs;  // this association is the 8-bit kernel's
-      float mj = qmap1[real ? c1[j] : 128] * *absmax1;
-      mj = mj * h.beta1 + one_minus_b1 * gs;
-      m[j] = mj;
-      v[j] = vj;
-    } else {
-      m[j] = 0.f;
-      v[j] = 0.f;
+    const float gs = g[j] * h.gnorm_scale;
+    const float vj = qmap2[c2[j]] * absmax2;
+    const float mj = qmap1[c1[j]] * absmax1;
+    const bool ok = finite(g[j]);
+    v[j] = ok ? vj * h.beta2 + (one_minus_b2 * gs) * gs : 0.f;  // this association is the 8-bit kernel's
+    m[j] = ok ? mj * h.beta1 + one_minus_b1 * gs : 0.f;
+  }
+}
+
+// max |x| over the block's 256 lanes as the kernel's fmaxf reduction from -FLT_MAX (NaN never raises it). All
+// |x| ≥ +0, so the order of the reduction does not matter; eight partial maxima let it vectorize.
+float block_absmax(const float* x) {
+  constexpr int L = 8;
+  float partial[L];
+  for (float& a : partial) a = -FLT_MAX;
+  for (int j = 0; j < B; j += L) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const float a = std::fabs(x[j + l]);
+      partial[l] = a > partial[l] ? a : partial[l];
     }
-    new_absmax1 = std::fmax(new_absmax1, std::fabs(m[j]));
-    new_absmax2 = std::fmax(new_absmax2, std::fabs(v[j]));
   }
-  for (int j = 0; j < valid; ++j) {
-    if (!finite[j]) continue;  // non-finite gradient: parameter untouched, no weight decay either
+  float r = -FLT_MAX;
+  for (float a : partial) r = a > r ? a : r;
+  return r;
+}
+
+// §4, parameter update; lanes with a non-finite gradient keep their parameter (no weight decay either).
+void update_params(float* p, const float* m, const float* v, const float* g, const Adam8bitHyper& h,
+                   const Adam8bitConstants& k) {
+  const bool decay = h.weight_decay > 0.f;
+#pragma omp simd
+  for (int j = 0; j < B; ++j) {
     float pj = p[j] + k.step_size * (m[j] / (std::sqrt(v[j]) + k.correction2 * h.eps));
-    if (h.weight_decay > 0.f) pj = pj * k.decay;
-    p[j] = pj;
+    if (decay) pj = pj * k.decay;
+    p[j] = finite(g[j]) ? pj : p[j];
   }
-  for (int j = 0; j < valid; ++j) {
-    uint8_t q1 = quantize_nearest(qmap1, m[j] / new_absmax1);
+}
+
+// §4, re-quantization: codes of m / absmax1 and v / absmax2 (division, not a reciprocal), then the sign fix of m.
+template <class Quantizer>
+void quantize_moments(uint8_t* c1, uint8_t* c2, const float* m, const float* v, float absmax1, float absmax2,
+                      const float* qmap1, const Quantizer& quantize1, const Quantizer& quantize2) {
+  for (int j = 0; j < B; ++j) {
+    uint8_t q1 = quantize1(m[j] / absmax1);
     // Sign fix: a code whose entry has the wrong sign moves one step toward m (uint8 wrap-around, so an
     // all-zero block, 0/0 = NaN → code 0, becomes code 255).
     if (std::signbit(qmap1[q1]) != std::signbit(m[j])) q1 = static_cast<uint8_t>(m[j] > 0.f ? q1 + 1 : q1 - 1);
     c1[j] = q1;
-    c2[j] = quantize_nearest(qmap2, v[j] / new_absmax2);
+    c2[j] = quantize2(v[j] / absmax2);
   }
-  *absmax1 = new_absmax1;
-  *absmax2 = new_absmax2;
 }
 
-}  // namespace
+// One full 256-lane block of the 8-bit update (§4), in place.
+template <class Quantizer>
+void adam8bit_block(float* p, uint8_t* c1, uint8_t* c2, float* absmax1, float* absmax2, const float* g,
+                    const float* qmap1, const float* qmap2, const Quantizer& quantize1, const Quantizer& quantize2,
+                    const Adam8bitHyper& h, const Adam8bitConstants& k) {
+  float m[B], v[B];
+  update_moments(m, v, c1, c2, g, qmap1, qmap2, *absmax1, *absmax2, h);
+  *absmax1 = block_absmax(m);
+  *absmax2 = block_absmax(v);
+  update_params(p, m, v, g, h, k);
+  quantize_moments(c1, c2, m, v, *absmax1, *absmax2, qmap1, quantize1, quantize2);
+}
 
-void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
-                             const float* grad, const float* qmap1, const float* qmap2, const Adam8bitHyper& h,
-                             int64_t n) {
+// The last block when n is not a multiple of 256: padded to 256 lanes that load g = 0, m code 128, v code 0
+// (p = 0) and still count in the new absmax (§4); only the `valid` real lanes are written back.
+template <class Quantizer>
+void adam8bit_tail_block(float* p, uint8_t* c1, uint8_t* c2, float* absmax1, float* absmax2, const float* g,
+                         const float* qmap1, const float* qmap2, const Quantizer& quantize1,
+                         const Quantizer& quantize2, const Adam8bitHyper& h, const Adam8bitConstants& k, int valid) {
+  float pl[B] = {}, gl[B] = {};
+  uint8_t c1l[B], c2l[B];
+  std::fill(c1l, c1l + B, uint8_t{128});
+  std::fill(c2l, c2l + B, uint8_t{0});
+  std::copy(p, p + valid, pl);
+  std::copy(g, g + valid, gl);
+  std::copy(c1, c1 + valid, c1l);
+  std::copy(c2, c2 + valid, c2l);
+  adam8bit_block(pl, c1l, c2l, absmax1, absmax2, gl, qmap1, qmap2, quantize1, quantize2, h, k);
+  std::copy(pl, pl + valid, p);
+  std::copy(c1l, c1l + valid, c1);
+  std::copy(c2l, c2l + valid, c2);
+}
+
+template <class Quantizer>
+void adam8bit_blocks(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                     const float* grad, const float* qmap1, const float* qmap2, const Quantizer& quantize1,
+                     const Quantizer& quantize2, const Adam8bitHyper& h, int64_t n) {
   const Adam8bitConstants k = adam8bit_constants(h);
   const int64_t nb = (n + B - 1) / B;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t o = b * B;
     const int valid = static_cast<int>(std::min<int64_t>(B, n - o));
-    adam8bit_block(param + o, state1 + o, state2 + o, absmax1 + b, absmax2 + b, grad + o, qmap1, qmap2, h, k,
-                   valid);
+    if (valid == B) {
+      adam8bit_block(param + o, state1 + o, state2 + o, absmax1 + b, absmax2 + b, grad + o, qmap1, qmap2, quantize1,
+                     quantize2, h, k);
+    } else {
+      adam8bit_tail_block(param + o, state1 + o, state2 + o, absmax1 + b, absmax2 + b, grad + o, qmap1, qmap2,
+                          quantize1, quantize2, h, k, valid);
+    }
+  }
+}
+
+}  // namespace
+
+DBCORE_SIMD_CLONES
+void adam8bit_blockwise_step(float* param, uint8_t* state1, uint8_t* state2, float* absmax1, float* absmax2,
+                             const float* grad, const float* qmap1, const float* qmap2, const Adam8bitHyper& h,
+                             int64_t n) {
+  const NearestCodeBuckets* buckets1 = builtin_map_buckets(qmap1);
+  const NearestCodeBuckets* buckets2 = builtin_map_buckets(qmap2);
+  if (buckets1 && buckets2) {
+    adam8bit_blocks(param, state1, state2, absmax1, absmax2, grad, qmap1, qmap2, BucketQuantizer{buckets1},
+                    BucketQuantizer{buckets2}, h, n);
+  } else {
+    adam8bit_blocks(param, state1, state2, absmax1, absmax2, grad, qmap1, qmap2, SearchQuantizer{qmap1},
+                    SearchQuantizer{qmap2}, h, n);
   }
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/host_device.h"
 
@@ -45,6 +46,40 @@ DBCORE_HOST_DEVICE inline uint8_t quantize_nearest(const float* code, float x) {
   const bool take_neighbour = above ? x > midpoint : x < midpoint;
   return static_cast<uint8_t>(take_neighbour ? neighbour : pivot);
 }
+
+// CPU-only equivalent of quantize_nearest for the two built-in maps, a few independent loads instead of nine
+// dependent ones. Over sorted, distinct entries (§1) the search returns the number of thresholds t[k] ≤ x:
+// t[k] is the float midpoint (code[k] + code[k+1]) * 0.5f when k is odd and the next float above it when k is even
+// (an exact midpoint goes to the even index, §2); NaN gives 0. Floats are split into buckets by sign, exponent and
+// the top kMantissaBits mantissa bits (magnitudes below 2^-25 share the first bucket, those ≥ 2 (and ±inf) the
+// last); a bucket holds at most two thresholds, so the count is the count at the bucket's lowest value plus two
+// comparisons. test/native/adam8bit-quantize.test.ts compares it with quantize_nearest on both sides of every
+// threshold, which proves equality for every float because both functions are non-decreasing in x.
+struct NearestCodeBuckets {
+  static constexpr int kMantissaBits = 6;
+  static constexpr uint32_t kLowestExponent = 102;  // biased exponent of 2^-25, below the smallest threshold
+  static constexpr int kMagnitudeBuckets = (128 - static_cast<int>(kLowestExponent)) * (1 << kMantissaBits) + 1;
+
+  float threshold[257];                       // t[0..254], then two NaNs: comparisons that are never true
+  uint8_t first_code[2 * kMagnitudeBuckets];  // the code of each bucket's lowest value; positive buckets first
+
+  static int bucket(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    int i = static_cast<int>((bits & 0x7fffffffu) >> (23 - kMantissaBits)) -
+            static_cast<int>(kLowestExponent << kMantissaBits);
+    i = i < 0 ? 0 : (i >= kMagnitudeBuckets ? kMagnitudeBuckets - 1 : i);
+    return (bits >> 31) ? kMagnitudeBuckets + i : i;
+  }
+  uint8_t nearest(float x) const {
+    const int first = first_code[bucket(x)];
+    const int code = first + (x >= threshold[first]) + (x >= threshold[first + 1]);
+    return static_cast<uint8_t>(x == x ? code : 0);  // +NaN falls in the last positive bucket
+  }
+};
+// The buckets of `code` when it is kDynamicMapSigned or kDynamicMapUnsigned bit for bit, else nullptr (a map
+// loaded from a state dict may differ, §1: use quantize_nearest then). Built once, on first use.
+const NearestCodeBuckets* builtin_map_buckets(const float* code);
 
 // quantize_blockwise (§2): per block of `blocksize` elements absmax = max|x| and codes of x·(1/absmax).
 void quantize_blockwise(uint8_t* codes, float* absmax, const float* x, const float* code, int64_t n,

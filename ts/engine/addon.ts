@@ -119,6 +119,8 @@ export interface NativeOps {
   adam8bitMaps(): { signed: HostTensor; unsigned: HostTensor };
   quantizeBlockwise(x: HostTensor, opts?: { blocksize?: number; signed?: boolean }): { codes: HostTensor; absmax: HostTensor };
   dequantizeBlockwise(codes: HostTensor, absmax: HostTensor, opts?: { blocksize?: number; signed?: boolean }): HostTensor;
+  /** Codes of x under the built-in map by bitsandbytes' binary search and by the CPU step's bucket table (U8 each). */
+  quantizeNearest(x: HostTensor, opts?: { signed?: boolean }): { search: HostTensor; buckets: HostTensor };
   adam8bitInitState(param: HostTensor, opts?: { optimBits?: 8 | 32; min8bitSize?: number; percentileClipping?: number }): Adam8bitState;
   adam8bitStep(param: HostTensor, grad: HostTensor, state: Adam8bitState, opts: AdamWOptions & { percentileClipping?: number }):
     { gnormScale: number; currentGnorm?: number; clipValue?: number };
