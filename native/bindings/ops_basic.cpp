@@ -1,8 +1,12 @@
-// Kernel-level exports for tests: matmul (sync and async), softmax, in-place scaling, sums, random fills.
+// Kernel-level exports for tests: matmul (sync and async), the autocast operand rounding, softmax, in-place scaling, sums, random fills.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "async.h"
+#include "core/half.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "cpu/elementwise.h"
@@ -73,6 +77,93 @@ DBCORE_OP(matmulAsync) {
   JsTensor c = new_js_tensor(info.Env(), DType::F32, matmul_out_shape(m));
   float* out = c.tensor.f32();
   return run_async(info.Env(), [m, out]() { run_matmul(m, out); }, c.object, {info[0], info[1]});
+}
+
+namespace {
+
+// x rounded to `precision` by core/half.h's scalar conversions (the definition), as bits.
+uint32_t reference_rounding(uint32_t bits, Precision precision) {
+  const float x = bits_float(bits);
+  return float_bits(precision == Precision::F16 ? half_to_float(float_to_half(x)) : bf16_to_float(float_to_bf16(x)));
+}
+
+struct RoundingCheck {
+  uint64_t mismatches = 0;
+  uint64_t first = UINT64_MAX;  // the smallest mismatching bit pattern; UINT64_MAX when none
+};
+
+// cpu::round_to_precision on the float bit patterns first + i·stride (mod 2^32), i < count, in blocks of kBlock
+// (one per thread at a time), each compared bit for bit with reference_rounding. The passes are separate loops so
+// that all but the reference's (branchy) one vectorize.
+RoundingCheck check_operand_rounding(Precision precision, uint32_t first_pattern, uint64_t count, uint32_t stride) {
+  constexpr uint64_t kBlock = 1 << 14;
+  const int64_t blocks = int64_t((count + kBlock - 1) / kBlock);
+  uint64_t mismatches = 0, first = UINT64_MAX;
+#pragma omp parallel reduction(+ : mismatches) reduction(min : first)
+  {
+    std::vector<uint32_t> patterns(kBlock), want(kBlock);
+    std::vector<float> in(kBlock), out(kBlock);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint64_t i0 = uint64_t(b) * kBlock;
+      const int n = int(std::min(kBlock, count - i0));
+      for (int j = 0; j < n; ++j) patterns[j] = first_pattern + uint32_t(i0 + j) * stride;  // wraps mod 2^32
+      for (int j = 0; j < n; ++j) in[j] = bits_float(patterns[j]);
+      cpu::round_to_precision(out.data(), in.data(), 1, n, n, precision);
+      for (int j = 0; j < n; ++j) want[j] = reference_rounding(patterns[j], precision);
+      uint64_t block_mismatches = 0;
+      for (int j = 0; j < n; ++j) block_mismatches += float_bits(out[j]) != want[j];
+      if (block_mismatches == 0) continue;
+      mismatches += block_mismatches;
+      for (int j = 0; j < n; ++j)
+        if (float_bits(out[j]) != want[j]) first = std::min<uint64_t>(first, patterns[j]);
+    }
+  }
+  return {mismatches, first};
+}
+
+// Integer argument `index` of an operandRoundingMismatches call, checked against [lo, hi].
+uint64_t rounding_check_arg(const Napi::CallbackInfo& info, size_t index, const char* what, int64_t lo, int64_t hi) {
+  const int64_t v = int_arg(info, index, what);
+  DBCORE_CHECK(v >= lo && v <= hi, "EINVAL", "operandRoundingMismatches: %s must be in [%lld, %lld], got %lld", what,
+               static_cast<long long>(lo), static_cast<long long>(hi), static_cast<long long>(v));
+  return uint64_t(v);
+}
+
+}  // namespace
+
+// ops.operandRoundingMismatches(format 'fp16' | 'bf16', first, count, stride) → {mismatches, first}: the autocast
+// operand rounding (cpu::round_to_precision, vectorized) against core/half.h's round trip on the float bit patterns
+// first + i·stride (mod 2^32) for i < count, bit for bit, NaN payloads included ((0, 2^32, 1): every float).
+// first: null, or the smallest mismatching pattern with what each side gave, {bits, got, want} (bit patterns).
+DBCORE_OP(operandRoundingMismatches) {
+  Napi::Env env = info.Env();
+  DBCORE_CHECK(info.Length() >= 1 && info[0].IsString(), "EINVAL",
+               "operandRoundingMismatches: format must be 'fp16' or 'bf16'");
+  const std::string format = info[0].As<Napi::String>().Utf8Value();
+  DBCORE_CHECK(format == "fp16" || format == "bf16", "EINVAL",
+               "operandRoundingMismatches: format must be 'fp16' or 'bf16', got '%s'", format.c_str());
+  constexpr int64_t kPatterns = int64_t(1) << 32;
+  const uint32_t first_pattern = uint32_t(rounding_check_arg(info, 1, "first", 0, kPatterns - 1));
+  const uint64_t count = rounding_check_arg(info, 2, "count", 0, kPatterns);
+  const uint32_t stride = uint32_t(rounding_check_arg(info, 3, "stride", 1, kPatterns - 1));
+  const Precision precision = format == "fp16" ? Precision::F16 : Precision::BF16;
+  const RoundingCheck check = check_operand_rounding(precision, first_pattern, count, stride);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("mismatches", Napi::Number::New(env, double(check.mismatches)));
+  if (check.first == UINT64_MAX) {
+    result.Set("first", env.Null());
+  } else {
+    const uint32_t bits = uint32_t(check.first);
+    float x = bits_float(bits), got;
+    cpu::round_to_precision(&got, &x, 1, 1, 1, precision);
+    Napi::Object first = Napi::Object::New(env);
+    first.Set("bits", Napi::Number::New(env, bits));
+    first.Set("got", Napi::Number::New(env, float_bits(got)));
+    first.Set("want", Napi::Number::New(env, reference_rounding(bits, precision)));
+    result.Set("first", first);
+  }
+  return result;
 }
 
 // ops.softmax(x) → softmax over the last dimension.

@@ -16,4 +16,9 @@ void sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                    long stride_a, const float* B, int ldb, long stride_b, float beta, float* C, int ldc,
                    long stride_c, int batch, Precision precision = Precision::F32);
 
+// dst (rows, cols), packed = src (rows, cols; leading dimension ld) rounded to `precision` (F16 / BF16: the operand an
+// autocast product reads, bit-identical to core/half.h's round trip) and stored back in fp32. F32 is not a rounding:
+// callers pass F16 or BF16.
+void round_to_precision(float* dst, const float* src, int rows, int cols, int ld, Precision precision);
+
 }  // namespace dbcore::cpu

@@ -60,6 +60,11 @@ export interface AttentionOptions {
 export interface NativeOps {
   matmul(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean; bf16?: boolean; fp16?: boolean }): HostTensor;
   matmulAsync(a: HostTensor, b: HostTensor, opts?: { transA?: boolean; transB?: boolean }): Promise<HostTensor>;
+  /** Autocast operand rounding (cpu/gemm.h) vs core/half.h's round trip on the float bit patterns first + i·stride
+   * (mod 2^32), i < count; first: the smallest mismatching pattern with both results' bits, null when all agree. */
+  operandRoundingMismatches(format: 'fp16' | 'bf16', first: number, count: number, stride: number): {
+    mismatches: number; first: { bits: number; got: number; want: number } | null;
+  };
   softmax(x: HostTensor): HostTensor;
   softmaxBackward(dy: HostTensor, y: HostTensor): HostTensor;
   scaleInPlace(x: HostTensor, opts: { scale: number }): void;
