@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench -- [unet-train-step|sample] [options]`: times full UNet training steps of the native engine
-// (ts/bench/unet-train-step.ts) or text-to-image generation (ts/bench/sample.ts), both built to dist/ by
-// `npm run build:ts`; prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
+// `npm run bench -- [unet-train-step|sample|optimizer] [options]`: times full UNet training steps of the native
+// engine (ts/bench/unet-train-step.ts), text-to-image generation (ts/bench/sample.ts), both built to dist/ by
+// `npm run build:ts`, or one CPU optimizer step per parameter (8-bit AdamW against fp32 states); prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
 // PyTorch baseline of the training step is bench/torch/torch_train_step.py, which takes the same options;
 // bench/RESULTS.md has the measured numbers.
 'use strict';
@@ -10,7 +10,7 @@ const path = require('path');
 const { Command, Option } = require('commander');
 
 const root = path.resolve(__dirname, '..');
-const BENCHMARKS = ['unet-train-step', 'sample'];
+const BENCHMARKS = ['unet-train-step', 'sample', 'optimizer'];
 
 function loadModules() {
   try {
@@ -38,6 +38,7 @@ function parse(argv) {
     .option('--config <name|path>', 'tiny | sd-small | sd15 | sd21 | path to a diffusers unet/config.json', 'sd15')
     .option('--size <px>', 'sample: image side in pixels', int('--size'), 256)
     .option('--images <n>', 'sample: images generated (one at a time)', int('--images'), 3)
+    .option('--elements <millions>', 'optimizer: parameters per step, in millions', int('--elements'), 16)
     .option('--batch <n>', 'images per step', int('--batch'), 1)
     .option('--res <n>', "latent side (default: the config's sample_size)", int('--res'))
     .option('--steps <n>', 'timed steps', int('--steps'), 10)
@@ -90,11 +91,35 @@ async function sampleMain(opts, sample) {
     `${result.seconds_per_image} s/image, ${result.images_per_minute} images/minute, peak RSS ${(result.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB\n  written ${path.relative(process.cwd(), file)}`);
 }
 
+// Median seconds of one ops.adam8bitStep over `steps` timed steps after `warmup` (which give the 8-bit state
+// realistic codes), with 8-bit or fp32 states (optimBits 8 | 32: adam8bit_blockwise_step, adam32bit_step).
+function timeOptimizerStep(ops, n, optimBits, steps, warmup) {
+  const param = ops.randn([n], 1), grad = ops.randn([n], 2);
+  const state = ops.adam8bitInitState(param, { optimBits });
+  const hyper = { lr: 1e-4, weightDecay: 1e-2 };
+  const samples = [];
+  for (let i = 0; i < warmup + steps; i++) {
+    const t0 = process.hrtime.bigint();
+    ops.adam8bitStep(param, grad, state, hyper);
+    if (i >= warmup) samples.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return samples.sort((a, b) => a - b)[samples.length >> 1];
+}
+
+function optimizerMain(opts, addon) {
+  const n = opts.elements * 1e6, { ops } = addon.loadAddon();
+  const nsPerParam = (bits) => Number(((timeOptimizerStep(ops, n, bits, opts.steps, Math.max(2, opts.warmup)) / n) * 1e9).toFixed(2));
+  const result = { benchmark: 'optimizer', elements: n, ns_per_param_adamw8bit: nsPerParam(8), ns_per_param_adamw32: nsPerParam(32), date: new Date().toISOString() };
+  if (opts.json) console.log(JSON.stringify(result));
+  else console.log(`optimizer step, ${n.toLocaleString('en-US')} parameters: 8-bit AdamW ${result.ns_per_param_adamw8bit} ns/param, fp32-state AdamW ${result.ns_per_param_adamw32} ns/param`);
+}
+
 async function main() {
   const opts = parse(process.argv.slice(2));
   const { bench, sample, addon } = loadModules();
   if (opts.threads !== undefined) addon.loadAddon().setNumThreads(opts.threads);
   if (opts.benchmark === 'sample') return sampleMain(opts, sample);
+  if (opts.benchmark === 'optimizer') return optimizerMain(opts, addon);
   const result = await bench.runUNetTrainStep(
     { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
       gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed, device: opts.device, precision: opts.precision,
