@@ -54,7 +54,7 @@ if within 240 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jes
 
 # SD 1.5 at 512x512 (latent 64), fp16, gradient checkpointing: the issue's speed pair (AdamW fp32 states on both
 # sides, batch 1 and 4) and its memory targets (8-bit AdamW with a bf16 gradient block: <= 8 GB; with the fused
-# optimizer step: <= 6 GB). dbcore's peak is its allocator's high-water mark, torch's max_memory_allocated.
+# optimizer step: <= 6 GB; with the text encoder trained too: <= 10 GB). dbcore's peak is its allocator's high-water mark, torch's max_memory_allocated.
 status_step=skipped
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then HAVE_TORCH=1; else HAVE_TORCH=0; fi
 STEP="--config sd15 --res 64 --steps 3 --warmup 2 --grad-ckpt"
@@ -75,6 +75,7 @@ if [ -d dist ]; then
   step_run b4 --batch 4 --adam 32; torch_run b4 --batch 4 --adam 32
   step_run 8bit-bf16grad --batch 1 --adam 8 --grad-dtype bf16
   step_run 8bit-fused --batch 1 --adam 8 --fused
+  step_run 8bit-te --batch 1 --adam 8 --grad-dtype bf16 --train-text-encoder
 else
   log "dist/ was not carried (scripts/pack-device.sh packs it): the train-step pairs are skipped"
 fi
