@@ -239,23 +239,17 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     DBCORE_CUDA_CHECK(cudaMemset(dv, 0, sizeof(float) * k_rows * D));
   }
   if (q_rows == 0) return;
-  float* delta = static_cast<float*>(device_alloc(sizeof(float) * q_rows));
-  try {
-    with_columns_per_lane(D, [&](auto per_lane) {
-      constexpr int PL = decltype(per_lane)::value;
-      attention_delta_kernel<PL><<<blocks_for_rows(q_rows), dim3(32, kRowsPerBlock)>>>(delta, dout, out, a);
-      DBCORE_CUDA_CHECK_LAUNCH();
-    });
-    if (attention_uses_tensor_cores(precision, Tk, D)) {
-      attention_backward_tc(dq, dk, dv, dout, q, k, v, lse, delta, B, Tq, Tk, NH, D, scale, causal, precision);
-    } else {
-      launch_backward_fp32(dq, dk, dv, dout, q, k, v, lse, delta, a, q_rows, k_rows);
-    }
-  } catch (...) {
-    device_free(delta);
-    throw;
+  float* delta = static_cast<float*>(thread_scratch(sizeof(float) * q_rows));
+  with_columns_per_lane(D, [&](auto per_lane) {
+    constexpr int PL = decltype(per_lane)::value;
+    attention_delta_kernel<PL><<<blocks_for_rows(q_rows), dim3(32, kRowsPerBlock)>>>(delta, dout, out, a);
+    DBCORE_CUDA_CHECK_LAUNCH();
+  });
+  if (attention_uses_tensor_cores(precision, Tk, D)) {
+    attention_backward_tc(dq, dk, dv, dout, q, k, v, lse, delta, B, Tq, Tk, NH, D, scale, causal, precision);
+  } else {
+    launch_backward_fp32(dq, dk, dv, dout, q, k, v, lse, delta, a, q_rows, k_rows);
   }
-  device_free(delta);
 }
 
 }  // namespace dbcore::cuda

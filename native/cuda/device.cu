@@ -74,6 +74,21 @@ void device_free(void* ptr) {
   if (ptr) cudaFree(ptr);
 }
 
+void* thread_scratch(size_t bytes) {
+  struct Scratch {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+  thread_local Scratch s;
+  if (bytes > s.bytes) {
+    void* grown = device_alloc(bytes);
+    device_free(s.ptr);  // cudaFree waits for the kernels still reading the old buffer
+    s.ptr = grown;
+    s.bytes = bytes;
+  }
+  return s.ptr;
+}
+
 void copy_to_device(void* dst, const void* src, size_t bytes) {
   DBCORE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }

@@ -50,18 +50,12 @@ __global__ void timestep_embedding_kernel(float* out, const float* timesteps, in
 
 void embedding_forward(float* out, const int32_t* ids, const float* table, int M, int C, int V) {
   if (static_cast<int64_t>(M) * C <= 0) return;
-  int* bad = static_cast<int*>(device_alloc(sizeof(int)));
+  int* bad = static_cast<int*>(thread_scratch(sizeof(int)));
   int first_bad = M;
-  try {
-    copy_to_device(bad, &first_bad, sizeof(int));
-    embedding_forward_kernel<<<blocks_for(static_cast<int64_t>(M) * C), kThreads>>>(out, bad, ids, table, M, C, V);
-    DBCORE_CUDA_CHECK_LAUNCH();
-    copy_to_host(&first_bad, bad, sizeof(int));
-  } catch (...) {
-    device_free(bad);
-    throw;
-  }
-  device_free(bad);
+  copy_to_device(bad, &first_bad, sizeof(int));
+  embedding_forward_kernel<<<blocks_for(static_cast<int64_t>(M) * C), kThreads>>>(out, bad, ids, table, M, C, V);
+  DBCORE_CUDA_CHECK_LAUNCH();
+  copy_to_host(&first_bad, bad, sizeof(int));
   if (first_bad < M) {
     int32_t id = 0;
     copy_to_host(&id, ids + first_bad, sizeof(id));

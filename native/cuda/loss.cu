@@ -31,14 +31,6 @@ void add_sum_sq_diff(double* acc, const float* a, const float* b, int64_t n) {
   DBCORE_CUDA_CHECK_LAUNCH();
 }
 
-// mse_forward's accumulator: one device double per host thread (networks run on different worker threads), made on
-// the thread's first call and kept for the process, so a loss costs no cudaMalloc/cudaFree. It is never freed:
-// freeing it at thread exit could run after the CUDA runtime has shut down, and the context's teardown frees it.
-double* thread_accumulator() {
-  thread_local double* const acc = static_cast<double*>(device_alloc(sizeof(double)));
-  return acc;
-}
-
 __global__ void __launch_bounds__(kThreads) mse_backward_kernel(float* dpred, const float* pred, const float* target, int64_t n, float factor) {
   DBCORE_GRID_STRIDE(i, n) dpred[i] = factor * (pred[i] - target[i]);
 }
@@ -47,7 +39,7 @@ __global__ void __launch_bounds__(kThreads) mse_backward_kernel(float* dpred, co
 
 double mse_forward(const float* pred, const float* target, int64_t n) {
   if (n <= 0) return 0.0;
-  double* acc = thread_accumulator();
+  double* acc = static_cast<double*>(thread_scratch(sizeof(double)));
   fill_bytes(acc, 0, sizeof(double));
   add_sum_sq_diff(acc, pred, target, n);
   double sum = 0.0;
