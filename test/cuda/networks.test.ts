@@ -75,6 +75,18 @@ describeGpu('CUDA networks against the CPU', () => {
     }
   });
 
+  // A small convWorkspaceLimit makes every 3x3 convolution run in bands of output rows (model/run.cpp): on CUDA each
+  // band's split-K workspace is larger than the CPU's im2col one for the same band, which the band's buffer must hold.
+  test('VAE encode and decode in bands of rows (convWorkspaceLimit, fp32)', async () => {
+    const nets = pair((d) => loadVAE(model().components.vae, d));
+    const image = randn([1, 3, 64, 64]);
+    const opts = { convWorkspaceLimit: 200 };
+    const [c, g] = [await nets.cpu.encode(image, opts), await nets.gpu.encode(image, opts)];
+    expectClose(g.mean, c.mean, 1e-5, 'banded mean');
+    const [dc, dg] = [await nets.cpu.decode(c.mean, opts), await nets.gpu.decode(c.mean, opts)];
+    expectClose(dg.out, dc.out, 1e-5, 'banded decode');
+  });
+
   test.each([
     ['AdamW', 'adamw', false, 'fp32'], ['8-bit AdamW', 'adamw8bit', false, 'fp32'],
     ['8-bit AdamW, fused step', 'adamw8bit', true, 'fp32'], ['AdamW, bf16 gradient block', 'adamw', false, 'bf16'],
