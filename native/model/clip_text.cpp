@@ -134,6 +134,7 @@ void ClipTextModel::layer_backward(const LayerParams& lp, float* dx, const float
 
 void ClipTextModel::forward(float* out, const int32_t* ids, int B, int T, int clip_skip, bool for_backward,
                             const ActivationHook& hook) {
+  ids_ = nullptr;  // set again when this forward completes: one that fails leaves nothing for backward
   DBCORE_CHECK(B > 0 && T > 0 && T <= cfg_.max_position_embeddings, "EINVAL",
                "text encoder: %d tokens per prompt (1..%d allowed)", T, cfg_.max_position_embeddings);
   DBCORE_CHECK(clip_skip >= 1 && clip_skip <= cfg_.num_hidden_layers, "EINVAL",
@@ -141,7 +142,6 @@ void ClipTextModel::forward(float* out, const int32_t* ids, int B, int T, int cl
   const int C = cfg_.hidden_size;
   B_ = B;
   T_ = T;
-  ids_ = ids;
   layers_run_ = cfg_.num_hidden_layers - (clip_skip - 1);
   const int64_t MC = int64_t(M()) * C;
   saved_.reset();
@@ -168,7 +168,7 @@ void ClipTextModel::forward(float* out, const int32_t* ids, int B, int T, int cl
   final_rstd_ = saved_.alloc_floats(M());
   ops::layernorm_forward(ctx_, out, final_mean_, final_rstd_, hidden_[layers_run_], p(final_ln_w_),
                          p(final_ln_b_), M(), C, cfg_.layer_norm_eps);
-  if (!for_backward) ids_ = nullptr;
+  if (for_backward) ids_ = ids;
 }
 
 void ClipTextModel::backward(const float* dout) {

@@ -30,16 +30,23 @@ void conv_forward_banded(const Run& r, float* out, const float* inp, const WB& w
   const int64_t row_floats = int64_t(s.C) * s.KH * s.KW * OW;  // workspace per output row
   const int band = int(std::clamp<int64_t>(r.conv_workspace_limit / row_floats, 1, OH));
   const int64_t in_plane = int64_t(s.H) * s.W, out_plane = int64_t(OH) * OW;
+  // The unpadded convolution of a band of bh output rows.
+  auto band_shape = [&](int bh) { return cpu::Conv2dShape{1, s.C, (bh - 1) * s.stride + s.KH, WW, s.OC, s.KH, s.KW, s.stride, 0}; };
+  // The workspace of the backend's kernel, for a full band and the last (shorter) one: on the CPU band · row_floats
+  // (im2col), on CUDA split-K partial sums, which grow as the band's output shrinks.
+  const int last_band = OH - (OH - 1) / band * band;
+  const int64_t ws_floats = int64_t(std::max(ops::conv2d_workspace_floats(r.ctx, band_shape(band)),
+                                             ops::conv2d_workspace_floats(r.ctx, band_shape(last_band))));
   Arena::Mark m = r.work->mark();
   float* window = r.work->alloc_floats(int64_t(s.C) * ((band - 1) * s.stride + s.KH) * WW);  // (C, rows, WW)
   float* result = r.work->alloc_floats(int64_t(s.OC) * band * OW);                          // (OC, bh, OW)
-  float* ws = r.work->alloc_floats(band * row_floats);
+  float* ws = r.work->alloc_floats(ws_floats);
   for (int n = 0; n < s.N; ++n) {
     for (int r0 = 0; r0 < OH; r0 += band) {
-      const int bh = std::min(band, OH - r0), rows = (bh - 1) * s.stride + s.KH;
-      ops::crop_pad2d(r.ctx, window, inp + int64_t(n) * s.C * in_plane, 1, s.C, s.H, s.W, r0 * s.stride - s.pad, -s.pad, rows,
-                      WW);
-      const cpu::Conv2dShape bs{1, s.C, rows, WW, s.OC, s.KH, s.KW, s.stride, 0};
+      const int bh = std::min(band, OH - r0);
+      const cpu::Conv2dShape bs = band_shape(bh);
+      ops::crop_pad2d(r.ctx, window, inp + int64_t(n) * s.C * in_plane, 1, s.C, s.H, s.W, r0 * s.stride - s.pad, -s.pad,
+                      bs.H, WW);
       ops::conv2d_forward(r.ctx, result, window, r.p(wb.w), wb.b >= 0 ? r.p(wb.b) : nullptr, ws, bs);
       for (int oc = 0; oc < s.OC; ++oc)  // band rows of plane (n, oc)
         ops::copy(r.ctx, out + (int64_t(n) * s.OC + oc) * out_plane + int64_t(r0) * OW, result + int64_t(oc) * bh * OW,

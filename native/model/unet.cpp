@@ -147,6 +147,8 @@ void UNet::tail_forward(const Run& r, float* out, const float* h, int C, int H, 
 
 void UNet::forward(float* out, const float* sample, const float* timesteps, const float* context, int N, int H,
                    int W, int S, bool for_backward, const ActivationHook& hook) {
+  // A forward that fails leaves nothing for backward: its tape, sizes and inputs are those of an earlier call.
+  ready_for_backward_ = false;
   const int nb = int(cfg_.block_out_channels.size()), factor = 1 << (nb - 1);
   DBCORE_CHECK(N > 0 && S > 0 && H > 0 && W > 0 && H % factor == 0 && W % factor == 0, "EINVAL",
                "unet: latent size %dx%d must be a positive multiple of %d", H, W, factor);
@@ -156,7 +158,6 @@ void UNet::forward(float* out, const float* sample, const float* timesteps, cons
   work_.reset();
   tape_.clear();
   skip_sizes_.clear();
-  ready_for_backward_ = false;
   Run r{ctx_, &store_, &keep_, &work_, for_backward, checkpointing_};
 
   time_embedding_forward(r, timesteps);

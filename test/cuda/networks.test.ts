@@ -10,8 +10,8 @@ import path from 'path';
 import { discoverModel, type DiffusersModel } from '../../ts/checkpoint/discover';
 import type { Backend } from '../../ts/engine/device';
 import { loadTextEncoder, loadUNet, loadVAE, type NativeNetwork } from '../../ts/engine/networks';
-import type { HostTensor } from '../../ts/engine/tensor';
-import { createTrainer } from '../../ts/engine/trainer';
+import { asFloat32, type HostTensor } from '../../ts/engine/tensor';
+import { createTrainer, type NamedStateTensor } from '../../ts/engine/trainer';
 import { trainingNoiseSchedule } from '../../ts/train/noise-schedule';
 import { FIXTURES, readGolden } from '../helpers/golden';
 import { describeGpu, expectClose, randn } from './cuda-helpers';
@@ -21,6 +21,12 @@ const golden = readGolden('train_step.safetensors');
 
 function pair<T>(load: (device: Backend) => T): { cpu: T; gpu: T } {
   return { cpu: load('cpu'), gpu: load('cuda') };
+}
+
+/** The bytes of a tensor's memory (no copy). */
+function bytesOf(t: HostTensor): Buffer {
+  const d = t.data;
+  return d instanceof ArrayBuffer ? Buffer.from(d) : Buffer.from(d.buffer, d.byteOffset, d.byteLength);
 }
 
 function expectSameParams(a: NativeNetwork, b: NativeNetwork, tol: number, what: string): void {
@@ -73,6 +79,66 @@ describeGpu('CUDA networks against the CPU', () => {
       const [dc, dg] = [await nets.cpu.decode(c.mean, { tileSize }), await nets.gpu.decode(c.mean, { tileSize })];
       expectClose(dg.out, dc.out, 1e-5, `decoded (tile ${tileSize})`);
     }
+  });
+
+  // A small convWorkspaceLimit makes every 3x3 convolution run in bands of output rows (model/run.cpp): on CUDA each
+  // band's split-K workspace is larger than the CPU's im2col one for the same band, which the band's buffer must hold.
+  test('VAE encode and decode in bands of rows (convWorkspaceLimit, fp32)', async () => {
+    const nets = pair((d) => loadVAE(model().components.vae, d));
+    const image = randn([1, 3, 64, 64]);
+    const opts = { convWorkspaceLimit: 200 };
+    const [c, g] = [await nets.cpu.encode(image, opts), await nets.gpu.encode(image, opts)];
+    expectClose(g.mean, c.mean, 1e-5, 'banded mean');
+    const [dc, dg] = [await nets.cpu.decode(c.mean, opts), await nets.gpu.decode(c.mean, opts)];
+    expectClose(dg.out, dc.out, 1e-5, 'banded decode');
+  });
+
+  // The host side of a CUDA Trainer beyond the runs above: token ids staged for the text encoder, noise and timesteps
+  // drawn on the host and staged, gradient checkpointing, gradients, optimizer states and parameters copied across
+  // (getGrad, optimizerState / loadOptimizerState, getParam / setParam in F32 and F16).
+  test('Trainer with the text encoder, gradient checkpointing and drawn noise; state copies in and out', async () => {
+    const m = model();
+    const nets = pair((d) => {
+      const n = { unet: loadUNet(m.components.unet, d), te: loadTextEncoder(m.components.text_encoder, d) };
+      n.unet.setGradientCheckpointing(true);
+      n.te.setGradientCheckpointing(true);
+      return n;
+    });
+    const trainerOf = (n: typeof nets.cpu) => createTrainer({
+      unet: n.unet, textEncoder: n.te, trainTextEncoder: true, scheduler: trainingNoiseSchedule(m.components.scheduler.config),
+      maxGradNorm: 1, seed: 5,
+    });
+    const trainers = { cpu: trainerOf(nets.cpu), gpu: trainerOf(nets.gpu) };
+    const batch = { latents: golden.tensor('latents'), inputIds: golden.tensor('input_ids'), nInstance: 2 };
+    const probes = ['unet.conv_in.weight', 'unet.conv_out.bias', 'text_encoder.text_model.embeddings.token_embedding.weight',
+      'text_encoder.text_model.final_layer_norm.weight'];
+    for (let step = 0; step < 2; step++) {
+      const [c, g] = [await trainers.cpu.accumulate(batch), await trainers.gpu.accumulate(batch)];
+      expect(Math.abs(g.loss - c.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(c.loss));
+      for (const name of probes) expectClose(trainers.gpu.getGrad(name), trainers.cpu.getGrad(name), 1e-4, name);
+      const [ac, ag] = [await trainers.cpu.apply(1e-3), await trainers.gpu.apply(1e-3)];
+      expect(Math.abs(ag.gradNorm - ac.gradNorm)).toBeLessThanOrEqual(1e-4 * ac.gradNorm);
+    }
+    expect(trainers.gpu.state()).toMatchObject({ noiseOffset: trainers.cpu.state().noiseOffset, timestepOffset: trainers.cpu.state().timestepOffset });
+    expectSameParams(nets.cpu.unet, nets.gpu.unet, 1e-4, 'unet');
+    expectSameParams(nets.cpu.te, nets.gpu.te, 1e-4, 'text encoder');
+    const cpuStates = trainers.cpu.optimizerState();
+    const byName = (states: NamedStateTensor[]) => new Map(states.map((t) => [t.name, t]));
+    const gpuStates = byName(trainers.gpu.optimizerState());
+    for (const t of cpuStates) expectClose(gpuStates.get(t.name)!, t, 1e-4, t.name);
+    trainers.gpu.loadOptimizerState(cpuStates);  // host → device, then read back: the same bytes
+    const reloaded = byName(trainers.gpu.optimizerState());
+    for (const t of cpuStates) expect(bytesOf(reloaded.get(t.name)!).equals(bytesOf(t))).toBe(true);
+
+    const name = 'conv_in.weight', shape = nets.gpu.unet.paramTable().find((p) => p.name === name)!.shape;
+    const w = randn(shape);
+    nets.gpu.unet.setParam(name, w);
+    expect(bytesOf(nets.gpu.unet.getParam(name)).equals(bytesOf(w))).toBe(true);
+    // BF16 in (widened on the host, then uploaded): the float32 values with their low 16 bits cleared.
+    const bits = new Uint32Array(asFloat32(w).slice().buffer);
+    nets.gpu.unet.setParam(name, { dtype: 'BF16', shape, data: Uint16Array.from(bits, (b) => b >>> 16) });
+    const truncated = { dtype: 'F32' as const, shape, data: Uint32Array.from(bits, (b) => (b & 0xffff0000) >>> 0) };
+    expect(bytesOf(nets.gpu.unet.getParam(name)).equals(bytesOf(truncated))).toBe(true);
   });
 
   test.each([

@@ -89,6 +89,22 @@ test('forward and backward check their arguments and the call order', async () =
   await pending;
 });
 
+// A forward that fails after a forward for backward must not leave the earlier call's tape (its sizes, and inputs
+// already released: the JS buffers on the CPU, the staged copies on CUDA) for a backward with the new call's shapes.
+test('a failed forward leaves nothing for backward (UNet and text encoder)', async () => {
+  const net = createUNet(tiny.components.unet.config);
+  const f32 = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+  await net.forward(f32([1, 4, 16, 16]), f32([1]), f32([1, 77, 16]), { forBackward: true });
+  await expect(net.forward(f32([2, 4, 5, 5]), f32([2]), f32([2, 77, 16]), { forBackward: true })).rejects.toThrow(/multiple of 2/);
+  await expect(net.backward(f32([2, 4, 5, 5]))).rejects.toThrow(/needs a forward/);
+
+  const te = loadTextEncoder(tiny.components.text_encoder);
+  const ids = readGolden('text_encoder_fwd_bwd.safetensors').tensor('input_ids');
+  const { out } = await te.forward(ids, { forBackward: true });
+  await expect(te.forward(ids, { forBackward: true, clipSkip: 99 })).rejects.toThrow(/clip_skip 99/);
+  await expect(te.backward(f32(out.shape))).rejects.toThrow(/without a forward/);
+});
+
 test('dispose frees a network; later calls throw instead of crashing', () => {
   const net = createUNet(tiny.components.unet.config);
   net.dispose();
