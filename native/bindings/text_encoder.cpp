@@ -51,6 +51,7 @@ class TextEncoderWrap : public NetworkWrap<TextEncoderWrap, ClipTextModel> {
     auto captured = std::make_shared<Captured>();
     ClipTextModel* model = model_.get();
     Staging* io = inputs_.get();
+    last_shape_.clear();  // the earlier call's staged inputs go now: no backward until this call is staged
     io->begin();
     float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
     const int32_t* ids_ptr = io->input(ids.as<int32_t>(), ids.numel());

@@ -71,6 +71,7 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
     auto captured = std::make_shared<Captured>();
     UNet* model = model_.get();
     Staging* io = inputs_.get();
+    last_out_shape_.clear();  // the earlier call's staged inputs go now: no backward until this call is staged
     io->begin();
     float* out_ptr = io->output(out.tensor.f32(), out.tensor.numel());
     const float* sample_ptr = io->input(sample.f32(), sample.numel());
@@ -90,8 +91,6 @@ class UNetWrap : public NetworkWrap<UNetWrap, UNet> {
       kept_inputs_.clear();  // sample and context are read again by backward()
       kept_inputs_.push_back(Napi::Persistent(info[0]));
       kept_inputs_.push_back(Napi::Persistent(info[2]));
-    } else {
-      last_out_shape_.clear();
     }
     return queue(info.Env(), work, finish, {info[0], info[1], info[2]});
   }
