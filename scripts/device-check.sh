@@ -8,7 +8,8 @@
 # Steps: (a) nvidia-smi; (b) unpack the carried node binary, node_modules and addon (nothing can be installed
 # there); (c) use the carried addon, or with DBCORE_DEVICE_BUILD=1 build on the device instead (needs OpenBLAS
 # there); (d) the CUDA parity tests (jest test/cuda: kernels and whole networks against the CPU) and
-# scripts/bench-cuda.js, then PyTorch's matmul / SDPA / cuDNN conv on the same shapes; (e) a short table last. Logs and
+# scripts/bench-cuda.js, then PyTorch's matmul / SDPA / cuDNN conv on the same shapes, and (where nsys exists) a
+# kernel-time profile of an SD 1.5 step; (e) a short table last. Logs and
 # the benchmark's JSON go to $OUT (when set) so that they come back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +82,18 @@ else
 fi
 
 if within 120 node scripts/bench-cuda.js --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; then status_bench=pass; else status_bench=FAIL; fi
+
+# Where a dbcore step's GPU time goes: Nsight Systems' kernel summary of two SD 1.5 batch-1 steps (8-bit, bf16
+# gradients: the default configuration), when the image has nsys; the longest kernels go into the summary.
+status_profile=skipped
+if [ -d dist ] && command -v nsys > /dev/null; then
+  if within 120 nsys profile --stats=false --force-overwrite=true -o "$OUT/step-profile" \
+      node scripts/bench.js unet-train-step $STEP --steps 2 --warmup 1 --device cuda --precision fp16 --batch 1 --adam 8 \
+      --grad-dtype bf16 --json --out "$OUT" > "$OUT/profile.log" 2>&1 \
+    && within 60 nsys stats --report cuda_gpu_kern_sum --format csv --output "$OUT/kernels" "$OUT/step-profile.nsys-rep" \
+      >> "$OUT/profile.log" 2>&1; then status_profile=pass; else status_profile=FAIL; fi
+  rm -f "$OUT/step-profile.nsys-rep" "$OUT/step-profile.sqlite"  # large; the CSV is what comes back
+fi
 # PyTorch on the same shapes: matmul, SDPA, cuDNN convolution.
 status_torch=skipped
 if [ "$HAVE_TORCH" = 1 ]; then
@@ -98,5 +111,8 @@ node scripts/step-table.js "$OUT" || true
 echo "==== benchmark ===="
 cat "$OUT/bench.txt"
 for b in matmul sdpa conv; do [ -f "$OUT/torch-$b.txt" ] && { echo "==== torch $b ===="; tail -40 "$OUT/torch-$b.txt"; }; done
-echo "==== device-check: tests $status_tests, train step $status_step, bench $status_bench, torch $status_torch (logs in \$OUT: jest.log, step-*.json, bench.txt, bench.json, torch-*.json) ===="
+for f in "$OUT"/kernels*cuda_gpu_kern_sum*.csv; do
+  [ -f "$f" ] && { echo "==== GPU time by kernel, SD 1.5 step (top 15 of $(basename "$f")) ===="; head -16 "$f" | cut -d, -f1-4,9- | column -s, -t; }
+done
+echo "==== device-check: tests $status_tests, train step $status_step, bench $status_bench, torch $status_torch, profile $status_profile (logs in \$OUT: jest.log, step-*.json, bench.txt, bench.json, torch-*.json) ===="
 [ "$status_tests" = pass ] && [ "$status_bench" = pass ] && [ "$status_step" != FAIL ]
