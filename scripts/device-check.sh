@@ -112,7 +112,12 @@ echo "==== benchmark ===="
 cat "$OUT/bench.txt"
 for b in matmul sdpa conv; do [ -f "$OUT/torch-$b.txt" ] && { echo "==== torch $b ===="; tail -40 "$OUT/torch-$b.txt"; }; done
 for f in "$OUT"/kernels*cuda_gpu_kern_sum*.csv; do
-  [ -f "$f" ] && { echo "==== GPU time by kernel, SD 1.5 step (top 15 of $(basename "$f")) ===="; head -16 "$f" | cut -d, -f1-4,9- | column -s, -t; }
+  [ -f "$f" ] && { echo "==== GPU time by kernel, SD 1.5 step (top 15 of $(basename "$f")) ===="; node -e '
+    const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").slice(1, 16);
+    for (const r of rows) {  // Time (%), Total Time (ns), Instances, Avg (ns), …, Name (quoted when it has commas)
+      const f = r.match(/("[^"]*"|[^,]*)/g).filter((x) => x !== "");
+      console.log(`${f[0].padStart(6)} %  ${(Number(f[1]) / 1e6).toFixed(1).padStart(9)} ms  ${f[2].padStart(6)}x  ${f[8].replace(/"/g, "").slice(0, 110)}`);
+    }' "$f"; }
 done
 echo "==== device-check: tests $status_tests, train step $status_step, bench $status_bench, torch $status_torch, profile $status_profile (logs in \$OUT: jest.log, step-*.json, bench.txt, bench.json, torch-*.json) ===="
 [ "$status_tests" = pass ] && [ "$status_bench" = pass ] && [ "$status_step" != FAIL ]
