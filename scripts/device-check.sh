@@ -52,6 +52,14 @@ within() {  # within LIMIT_S command…: the command with min(LIMIT_S, time left
   timeout $((limit < left ? limit : left)) "$@"
 }
 if within 240 node node_modules/jest/bin/jest.js test/cuda --verbose > "$OUT/jest.log" 2>&1; then status_tests=pass; else status_tests=FAIL; fi
+# A failing test file runs again under compute-sanitizer's memcheck (one process, first two files, 90 s each): an
+# out-of-bounds access or a misaligned load is then named with its kernel and thread instead of a wrong number.
+if [ "$status_tests" = FAIL ] && command -v compute-sanitizer > /dev/null; then
+  for t in $(grep -oE "^FAIL test/cuda/[a-z0-9-]+\.test\.ts" "$OUT/jest.log" | cut -d' ' -f2 | head -2); do
+    within 90 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
+      node node_modules/jest/bin/jest.js -i "$t" > "$OUT/memcheck-$(basename "$t" .test.ts).log" 2>&1
+  done
+fi
 
 # SD 1.5 at 512x512 (latent 64), fp16, gradient checkpointing: the issue's speed pair (AdamW fp32 states on both
 # sides, batch 1 and 4) and its memory targets (8-bit AdamW with a bf16 gradient block: <= 8 GB; with the fused
@@ -106,6 +114,9 @@ fi
 # (e) summary
 echo "==== jest (failures and summary) ===="
 grep -E "✕|●.*›|Tests:|Test Suites:" "$OUT/jest.log" | head -40
+for f in "$OUT"/memcheck-*.log; do
+  [ -f "$f" ] && { echo "==== $(basename "$f") ===="; grep -E "ERROR SUMMARY|Invalid|Misaligned|at 0x|by thread|in [a-z_:]+<" "$f" | head -15; }
+done
 echo "==== SD 1.5 train step, 512x512 fp16, gradient checkpointing (ms/step median; peak device GiB) ===="
 node scripts/step-table.js "$OUT" || true
 echo "==== benchmark ===="
