@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/memory.h"
+
 namespace dbcore::js {
 
 namespace {
@@ -72,7 +74,13 @@ Tensor tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* what
 }
 
 JsTensor new_js_tensor(Napi::Env env, DType dtype, const Shape& shape) {
-  size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const int64_t n = shape_numel(shape);
+  const uint64_t limit = physical_memory_bytes() / dtype_size(dtype);
+  // V8 aborts the process when it cannot allocate an ArrayBuffer: a size that cannot fit is an error before that.
+  DBCORE_CHECK(limit == 0 || uint64_t(n) <= limit, "ENOMEM", "a %s tensor of shape %s needs %.1f GiB; this machine has %.1f GiB",
+               dtype_name(dtype), shape_string(shape).c_str(), double(n) * dtype_size(dtype) / (1 << 30),
+               double(physical_memory_bytes()) / (1 << 30));
+  const size_t nbytes = static_cast<size_t>(n) * dtype_size(dtype);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, nbytes);
   Napi::Array js_shape = Napi::Array::New(env, shape.size());
   for (size_t i = 0; i < shape.size(); ++i) js_shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));

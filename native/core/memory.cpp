@@ -6,6 +6,13 @@
 #include <cstring>
 #include <new>
 
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
+#include <unistd.h>
+#endif
+
 #ifdef DBCORE_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
@@ -140,6 +147,17 @@ void DeviceBlock::reset() {
   device_free(device_, ptr_, bytes_);
   ptr_ = nullptr;
   bytes_ = 0;
+}
+
+uint64_t physical_memory_bytes() {
+#ifdef _WIN32
+  MEMORYSTATUSEX status;
+  status.dwLength = sizeof(status);
+  return GlobalMemoryStatusEx(&status) ? uint64_t(status.ullTotalPhys) : 0;
+#else
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : 0;
+#endif
 }
 
 }  // namespace dbcore

@@ -21,6 +21,8 @@ struct MemoryCounters {
 };
 MemoryCounters memory_counters(Device device);
 void reset_memory_peak(Device device);  // peak = current
+// This machine's physical memory in bytes (0 when the system does not say).
+uint64_t physical_memory_bytes();
 
 // One allocation, freed when the owner goes away. Moves, never copies.
 class DeviceBlock {

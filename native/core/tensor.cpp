@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include <limits>
+
 #include <cctype>
 
 namespace dbcore {
@@ -53,7 +55,11 @@ std::string shape_string(const Shape& shape) {
 
 int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    DBCORE_CHECK(d >= 0 && (d == 0 || n <= std::numeric_limits<int64_t>::max() / d), "ESHAPE",
+                 "shape %s has a negative dimension or more than 2^63 elements", shape_string(shape).c_str());
+    n *= d;
+  }
   return n;
 }
 

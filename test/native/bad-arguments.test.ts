@@ -64,6 +64,18 @@ describe('bad arguments never crash', () => {
   });
 });
 
+test('a result too large for this machine is an ENOMEM error, not a process abort', () => {
+  // V8 aborts the process when an ArrayBuffer cannot be allocated; the size is checked before that.
+  expect(() => addon.ops.randn([1e6, 1e6, 1e6], 1)).toThrow(/F32 tensor of shape \[1000000,1000000,1000000\] needs [\d.]+ GiB; this machine has [\d.]+ GiB/);
+  expect(() => addon.ops.randn([4e9, 1e9, 4e9], 1)).toThrow(/more than 2\^63 elements/);
+  try {
+    addon.ops.randn([3e9, 1e4], 1);
+    throw new Error('no throw');
+  } catch (e) {
+    expect((e as { code?: string }).code).toBe('ENOMEM');
+  }
+});
+
 describe('methods of native objects never crash on bad arguments', () => {
   const fixtures = require('path').join(__dirname, '..', 'fixtures', 'tiny-sd');
   const { discoverModel } = require('../../ts/checkpoint/discover');
