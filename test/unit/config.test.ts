@@ -15,7 +15,7 @@ import {
   optionByName,
   trainOptionKeys,
 } from '../../ts/config/train-schema';
-import { gradientDtype } from '../../ts/train/loop';
+import { explainOutOfMemory, gradientDtype, memorySavingOptions } from '../../ts/train/loop';
 import { DbcoreError } from '../../ts/util/errors';
 import { closestName, editDistance } from '../../ts/util/suggest';
 
@@ -401,6 +401,35 @@ describe('gradient_dtype auto', () => {
     ['bf16', 'no', false, 'bf16'],
   ] as const)('%s with mixed_precision %s (fused %s) → %s', (dtype, precision, fused, expected) => {
     expect(gradientDtype({ gradient_dtype: dtype, mixed_precision: precision, fused_optimizer_step: fused })).toBe(expected);
+  });
+});
+
+describe('out of GPU memory', () => {
+  const base = { gradient_checkpointing: false, use_8bit_adam: false, mixed_precision: 'no', fused_optimizer_step: false, gradient_dtype: 'auto',
+    gradient_accumulation_steps: 1, train_batch_size: 2, train_text_encoder: true } as const;
+  const config = (o: Partial<Record<keyof typeof base, unknown>> = {}) => ({ ...base, ...o }) as unknown as Parameters<typeof memorySavingOptions>[0];
+
+  test('the options named are those the run does not use yet', () => {
+    expect(memorySavingOptions(config())).toEqual([
+      '--gradient_checkpointing', '--use_8bit_adam', '--mixed_precision fp16 (or bf16)', '--gradient_dtype bf16', '--fused_optimizer_step',
+      'a smaller --train_batch_size (with --gradient_accumulation_steps for the same batch)', 'training the UNet only (no --train_text_encoder)',
+    ]);
+    // fp16 autocast already stores bf16 gradients (auto); accumulation rules out the fused step.
+    expect(memorySavingOptions(config({ gradient_checkpointing: true, use_8bit_adam: true, mixed_precision: 'fp16', gradient_accumulation_steps: 2,
+      train_batch_size: 1, train_text_encoder: false }))).toEqual([]);
+  });
+
+  test('a native ENOMEM on CUDA becomes an EENGINE error naming the phase and the options; other errors pass unchanged', () => {
+    const oom = Object.assign(new Error('cudaMalloc of 3276 MiB failed: out of memory'), { code: 'ENOMEM' });
+    const e = explainOutOfMemory(oom, 'allocating gradients and optimizer states', config({ use_8bit_adam: true }), 'cuda') as DbcoreError;
+    expect(e).toBeInstanceOf(DbcoreError);
+    expect(e.code).toBe('EENGINE');
+    expect(e.message).toMatch(/^out of GPU memory while allocating gradients and optimizer states: cudaMalloc of 3276 MiB failed: out of memory.* Options that need less memory: --gradient_checkpointing, --mixed_precision/);
+    expect(e.message).not.toContain('--use_8bit_adam');
+    expect(e.cause).toBe(oom);
+    expect(explainOutOfMemory(oom, 'training', config(), 'cpu')).toBe(oom);
+    const other = new Error('something else');
+    expect(explainOutOfMemory(other, 'training', config(), 'cuda')).toBe(other);
   });
 });
 

@@ -114,7 +114,11 @@ function gradientPlan(c: Config, trainer: NativeTrainer): string {
 
 export async function runTraining(resolved: ResolvedTrainConfig, reporter: TrainReporter): Promise<TrainResult> {
   const session = await TrainingSession.prepare(resolved, reporter);
-  await session.train();
+  try {
+    await session.train();
+  } catch (e) {
+    throw explainOutOfMemory(e, 'training (a step, or a save with its test images)', resolved.config, session.device);
+  }
   return session.finish();
 }
 
@@ -135,7 +139,7 @@ class TrainingSession {
     private readonly latents: LatentCache,
     private readonly embeddings: EmbeddingCache,
     private readonly trainer: NativeTrainer,
-    private readonly device: Backend,
+    readonly device: Backend,
   ) {
     const logDir = path.resolve(outputDir, c.logging_dir);
     fs.mkdirSync(logDir, { recursive: true });
@@ -156,8 +160,23 @@ class TrainingSession {
     const fingerprint = fingerprintOf(resolved, seed);
     const resumed = resumeState(c, outputDir, fingerprint, reporter);
 
+    let phase = 'loading the model';
+    try {
+      return await TrainingSession.prepareOnDevice(resolved, reporter, { device, outputDir, seed, fingerprint, resumed }, (p) => (phase = p));
+    } catch (e) {
+      throw explainOutOfMemory(e, phase, c, device);
+    }
+  }
+
+  private static async prepareOnDevice(
+    resolved: ResolvedTrainConfig, reporter: TrainReporter,
+    run: { device: Backend; outputDir: string; seed: number; fingerprint: string; resumed: ReturnType<typeof resumeState> },
+    enter: (phase: string) => void,
+  ): Promise<TrainingSession> {
+    const c = resolved.config, { device, outputDir, seed, fingerprint, resumed } = run;
     reporter.info(`loading ${c.pretrained_model_name_or_path}`);
     const model = loadPipeline(c.pretrained_model_name_or_path, { tokenizerDir: c.tokenizer_name, singleFile: singleFileOptions(c), device });
+    enter('generating class images');
     await makeClassImages(resolved, model, seed, reporter);
     const dataset = await DreamBoothDataset.load(resolved, seed, model.sizeMultiple);
     checkResolution(c.resolution, model.sizeMultiple);
@@ -168,7 +187,9 @@ class TrainingSession {
       textEncoderTraining: c.train_text_encoder, fingerprint, losses: [],
     };
 
+    enter('encoding the images to latents (the VAE)');
     const latents = await cacheLatents(model, dataset, length.numTrainEpochs, position.epoch, c, outputDir, fingerprint, seed, reporter);
+    enter('encoding the prompts (the text encoder)');
     const embeddings = new EmbeddingCache();
     if (!c.train_text_encoder || !position.textEncoderTraining) {
       if (resumed?.state.textEncoder) loadWeights(model.textEncoder, resumed.state.textEncoder, resumed.dir);
@@ -177,10 +198,12 @@ class TrainingSession {
     if (!c.auto_test_model) model.vae.dispose();
     if (!(c.train_text_encoder || c.auto_test_model)) model.textEncoder.dispose();
 
+    enter('allocating gradients and optimizer states');
     const trainer = createRunTrainer(c, model, seed);
     if (resumed) restoreTrainer(c, model, trainer, resumed);
     reporter.info(`${dataset.numExamples} example(s), ${dataset.batchesPerEpoch} batch(es) per epoch, ${length.maxTrainSteps} step(s) in ${length.numTrainEpochs} epoch(s), seed ${seed}`);
     const session = new TrainingSession(c, reporter, outputDir, model, dataset, length, position, latents, embeddings, trainer, device);
+    enter('running the first step on the largest batch (the memory plan)');
     await session.reportMemoryPlan();
     return session;
   }
@@ -335,6 +358,29 @@ async function makeClassImages(resolved: ResolvedTrainConfig, model: PipelineMod
     onStep: (job, p) => reporter.phase?.(`class images (${job.classPrompt})`, p.imagesDone, p.imagesTotal),
   });
   for (const r of made) if (r.written.length) reporter.info(`generated ${r.written.length} class image(s) in ${r.job.classDataDir}`);
+}
+
+/** The options that lower the peak device memory of a run configured as `c`, for an out-of-memory message. */
+export function memorySavingOptions(c: Config): string[] {
+  const options: string[] = [];
+  if (!c.gradient_checkpointing) options.push('--gradient_checkpointing');
+  if (!c.use_8bit_adam) options.push('--use_8bit_adam');
+  if (c.mixed_precision === 'no') options.push('--mixed_precision fp16 (or bf16)');
+  if (!c.fused_optimizer_step && gradientDtype(c) === 'fp32') options.push('--gradient_dtype bf16');
+  if (!c.fused_optimizer_step && c.gradient_accumulation_steps === 1) options.push('--fused_optimizer_step');
+  if (c.train_batch_size > 1) options.push('a smaller --train_batch_size (with --gradient_accumulation_steps for the same batch)');
+  if (c.train_text_encoder) options.push('training the UNet only (no --train_text_encoder)');
+  return options;
+}
+
+/** A native out-of-memory error on the GPU, rewritten to say what the run was doing and which options need less. */
+export function explainOutOfMemory(e: unknown, phase: string, c: Config, device: Backend): unknown {
+  if (device !== 'cuda' || (e as { code?: string } | null)?.code !== 'ENOMEM') return e;
+  const total = loadAddon().backendInfo().cuda.totalMemory;
+  const gpu = total ? ` (the GPU has ${formatBytes(total)})` : '';
+  const options = memorySavingOptions(c);
+  const advice = options.length ? ` Options that need less memory: ${options.join(', ')}.` : ' This configuration already uses every memory option dbcore has.';
+  return new DbcoreError('EENGINE', `out of GPU memory while ${phase}: ${(e as Error).message}${gpu}.${advice}`, { cause: e });
 }
 
 /**
