@@ -4,7 +4,7 @@
  * data movement is exact. Outputs are NaN-poisoned before each kernel, so an unwritten element fails.
  */
 import { CudaArg } from '../../ts/engine/addon';
-import { asFloat32, HostTensor } from '../../ts/engine/tensor';
+import { asFloat32, f32, HostTensor } from '../../ts/engine/tensor';
 import { clone, cuda, cudaValue, describeGpu, expectClose, inout, ops, out, randn, TOL_F32 } from './cuda-helpers';
 
 const N = 3, C = 10, H = 7, W = 9, HW = H * W;
@@ -122,6 +122,28 @@ describeGpu('CUDA GroupNorm and LayerNorm', () => {
     expectClose(dx, g.dinp, 1e-4, 'groupnorm+silu dinp');
     expectClose(dw, g.dweight, TOL_F32, 'dweight');
     expectClose(db, g.dbias, TOL_F32, 'dbias');
+  });
+
+  test('groupnorm at SD 1.5 sizes (1280 channels of 8x8, 320 channels of 64x64): statistics, gradients, determinism', () => {
+    for (const [n, c, h] of [[2, 1280, 8], [1, 320, 64]]) {
+      const G = 32, hw = h * h, eps = 1e-5;
+      const x = randn([n, c, h, h], 3), w = randn([c]), b = randn([c]), dout = randn([n, c, h, h]);
+      asFloat32(x).forEach((v, i, a) => (a[i] = v - 7));
+      const ref = ops.groupNormSilu(x, w, b, { groups: G, eps });
+      const [y, mean, rstd] = cuda('groupnorm_silu_forward', [out([n, c, h, h]), out([n, G]), out([n, G]), x, w, b, n, c, hw, G, eps]);
+      expectClose(y, ref.out, TOL_F32, `out ${c}x${h}x${h}`);
+      expectClose(mean, ref.mean, TOL_F32, 'mean');
+      expectClose(rstd, ref.rstd, TOL_F32, 'rstd');
+      const g = ops.groupNormSiluBackward(dout, x, w, b, ref.mean, ref.rstd, { groups: G });
+      const backward = () => cuda('groupnorm_silu_backward',
+        [out([n, c, h, h]), inout(f32([c])), inout(f32([c])), dout, x, w, b, ref.mean, ref.rstd, n, c, hw, G]);
+      const [dx, dw, db] = backward();
+      expectClose(dx, g.dinp, 1e-4, `dinp ${c}x${h}x${h}`);
+      expectClose(dw, g.dweight, 1e-5, 'dweight');
+      expectClose(db, g.dbias, 1e-5, 'dbias');
+      const again = backward();  // the parameter gradients are summed in a fixed order: bit-identical
+      expect(asFloat32(again[1]).every((v, i) => Object.is(v, asFloat32(dw)[i]))).toBe(true);
+    }
   });
 
   test('layernorm forward/backward on 77 rows of 321', () => {
