@@ -1,7 +1,8 @@
 // Fully connected layer on the CUDA GEMM, twin of native/cpu/linear.cpp (ref: torch.nn.Linear).
-// Dimension letters: M rows (tokens), IC in, OC out features. Accumulation: dweight, dbias +=; dinp = (skipped when
-// null). The products take the caller's precision (autocast); the bias add (GEMM epilogue) and its gradient
+// Dimension letters: M rows (tokens), IC in, OC out features. Accumulation: dweight, dbias += (dbias in a fixed
+// order: column_sums.cuh); dinp = (skipped when null). The products take the caller's precision (autocast); the bias add (GEMM epilogue) and its gradient
 // are fp32.
+#include "column_sums.cuh"
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -9,17 +10,12 @@ namespace dbcore::cuda {
 
 namespace {
 
-constexpr int kRowsPerColumnBlock = 64;
-
-// dbias (OC) += Σ_m dout (M, OC): thread (column, chunk of rows), one atomicAdd per thread.
-__global__ void column_sum_kernel(float* dbias, const float* dout, int M, int OC) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= OC) return;
-  const int m0 = blockIdx.y * kRowsPerColumnBlock, m1 = min(M, m0 + kRowsPerColumnBlock);
-  float s = 0.f;
-  for (int m = m0; m < m1; ++m) s += dout[static_cast<int64_t>(m) * OC + c];
-  atomicAdd(dbias + c, s);
-}
+// dbias: Σ_m dout[m][c].
+struct DoutTerm {
+  const float* dout;
+  int OC;
+  __device__ void operator()(int m, int c, float* acc) const { acc[0] += dout[static_cast<int64_t>(m) * OC + c]; }
+};
 
 }  // namespace
 
@@ -33,12 +29,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
                      const float* weight, int M, int IC, int OC, Precision precision) {
   if (dinp) sgemm(false, false, M, IC, OC, 1.f, dout, OC, weight, IC, 0.f, dinp, IC, precision);  // dout · weight
   if (dweight) sgemm(true, false, OC, IC, M, 1.f, dout, OC, inp, IC, 1.f, dweight, IC, precision);  // += doutᵀ · inp
-  if (dbias && M > 0 && OC > 0) {
-    dim3 grid((OC + kThreads - 1) / kThreads, (M + kRowsPerColumnBlock - 1) / kRowsPerColumnBlock);
-    DBCORE_CHECK(grid.y <= 65535, "EINVAL", "linear_backward: %d rows is too many", M);
-    column_sum_kernel<<<grid, kThreads>>>(dbias, dout, M, OC);
-    DBCORE_CUDA_CHECK_LAUNCH();
-  }
+  if (dbias) add_column_sums(ColumnDests<1>{{dbias}}, DoutTerm{dout, OC}, M, OC, "linear_backward");
 }
 
 }  // namespace dbcore::cuda

@@ -5,9 +5,9 @@
 // the CPU twin (GroupNorm per channel, then combined per group: see the GroupNorm section). Saved: mean and
 // rstd = 1/sqrt(var + eps).
 // Backward (x̂ = (x - mean)·rstd, dx̂ = dout·weight): dinp = rstd · (dx̂ - mean(dx̂) - x̂ · mean(dx̂ · x̂)) (=, skipped
-// when null); dweight += Σ dout · x̂, dbias += Σ dout (skipped when null; GroupNorm in a fixed order, LayerNorm
-// with atomics across blocks of rows).
+// when null); dweight += Σ dout · x̂, dbias += Σ dout (skipped when null; in a fixed order: deterministic).
 // GroupNorm + SiLU: out = silu(y), y = x̂·weight + bias not stored; the backward recomputes y for silu'(y).
+#include "column_sums.cuh"
 #include "common.cuh"
 #include "cuda_backend.h"
 
@@ -16,7 +16,6 @@ namespace dbcore::cuda {
 namespace {
 
 constexpr int kNormThreads = 256;
-constexpr int kRowsPerParamBlock = 64;  // LayerNorm parameter gradients: rows summed by one thread
 
 // Mean and rstd of x[0, K) by the whole block (two passes, double across threads).
 __device__ void block_stats(const float* x, int64_t K, float eps, float& mu, float& r) {
@@ -207,21 +206,16 @@ __global__ void layernorm_input_grad_kernel(float* dinp, const float* dout, cons
   for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] = r * (dy[c] * weight[c] - a - (x[c] - mu) * r * b);
 }
 
-// Thread (column c, chunk of kRowsPerParamBlock rows): partial sums added to dweight[c], dbias[c].
-__global__ void layernorm_param_grads_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
-                                             const float* mean, const float* rstd, int M, int C) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  const int m0 = blockIdx.y * kRowsPerParamBlock, m1 = min(M, m0 + kRowsPerParamBlock);
-  float acc_w = 0.f, acc_b = 0.f;
-  for (int m = m0; m < m1; ++m) {
+// LayerNorm's parameter gradients: acc[0] += dout · x̂ (dweight), acc[1] += dout (dbias).
+struct LayerNormParamTerm {
+  const float *dout, *inp, *mean, *rstd;
+  int C;
+  __device__ void operator()(int m, int c, float* acc) const {
     const int64_t off = static_cast<int64_t>(m) * C + c;
-    acc_w += dout[off] * ((inp[off] - mean[m]) * rstd[m]);
-    acc_b += dout[off];
+    acc[0] += dout[off] * ((inp[off] - mean[m]) * rstd[m]);
+    acc[1] += dout[off];
   }
-  if (dweight) atomicAdd(dweight + c, acc_w);
-  if (dbias) atomicAdd(dbias + c, acc_b);
-}
+};
 
 void check_groups(int C, int G) {
   DBCORE_CHECK(G > 0 && C % G == 0, "EINVAL", "groupnorm: %d channels do not split into %d groups", C, G);
@@ -305,12 +299,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     layernorm_input_grad_kernel<<<M, kNormThreads>>>(dinp, dout, inp, weight, mean, rstd, C);
     DBCORE_CUDA_CHECK_LAUNCH();
   }
-  if (dweight || dbias) {
-    dim3 grid((C + kNormThreads - 1) / kNormThreads, (M + kRowsPerParamBlock - 1) / kRowsPerParamBlock);
-    DBCORE_CHECK(grid.y <= 65535, "EINVAL", "layernorm_backward: %d rows is too many", M);
-    layernorm_param_grads_kernel<<<grid, kNormThreads>>>(dweight, dbias, dout, inp, mean, rstd, M, C);
-    DBCORE_CUDA_CHECK_LAUNCH();
-  }
+  if (dweight || dbias)
+    add_column_sums(ColumnDests<2>{{dweight, dbias}}, LayerNormParamTerm{dout, inp, mean, rstd, C}, M, C,
+                    "layernorm_backward");
 }
 
 }  // namespace dbcore::cuda
