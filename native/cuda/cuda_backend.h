@@ -28,11 +28,11 @@ DeviceInfo query_device(int ordinal = 0);
 void* device_alloc(size_t bytes);
 void device_free(void* ptr);
 // A kernel's temporary array (attention's row statistics, per-channel and per-chunk partial sums, reduction
-// partials, embedding's bad-id flag): one device buffer per host thread that only grows, so a call costs no cudaMalloc/cudaFree (cudaFree synchronizes the
-// device, which stalls the queue of launches). Valid until the thread's next call: reuse is safe because every
-// kernel and copy runs in order on the default stream. Never freed (freeing at thread exit could run after the
-// CUDA runtime has shut down; the context's teardown frees it); not counted in memory_counters (a few hundred KiB
-// to a few MiB at SD sizes).
+// partials, embedding's bad-id flag): one device buffer per host thread that only grows, so a call costs no
+// cudaMalloc/cudaFree (cudaFree synchronizes the device, which stalls the queue of launches). Valid until the
+// thread's next call: reuse is safe because every kernel and copy runs in order on the default stream. Never freed
+// (freeing at thread exit could run after the CUDA runtime has shut down; the context's teardown frees it); not
+// counted in memory_counters (a few hundred KiB to a few MiB at SD sizes).
 void* thread_scratch(size_t bytes);
 void copy_to_device(void* dst, const void* src, size_t bytes);
 void copy_to_host(void* dst, const void* src, size_t bytes);
