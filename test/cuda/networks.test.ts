@@ -141,6 +141,29 @@ describeGpu('CUDA networks against the CPU', () => {
     expect(bytesOf(nets.gpu.unet.getParam(name)).equals(bytesOf(truncated))).toBe(true);
   });
 
+  // Every CUDA reduction that feeds the weights adds in a fixed order (no float atomics): two runs of the same steps,
+  // fp16 autocast on the tensor cores, the text encoder trained too, end bit-identical.
+  test('two CUDA runs of the same fp16 steps (UNet + text encoder, 8-bit AdamW) end bit-identical', async () => {
+    const m = model();
+    const run = async () => {
+      const unet = loadUNet(m.components.unet, 'cuda'), te = loadTextEncoder(m.components.text_encoder, 'cuda');
+      unet.setGradientCheckpointing(true);
+      const trainer = createTrainer({
+        unet, textEncoder: te, trainTextEncoder: true, scheduler: trainingNoiseSchedule(m.components.scheduler.config),
+        optimizer: { kind: 'adamw8bit' }, maxGradNorm: 1, seed: 11, mixedPrecision: 'fp16',
+      });
+      const batch = { latents: golden.tensor('latents'), inputIds: golden.tensor('input_ids'), nInstance: 2 };
+      for (let step = 0; step < 2; step++) {
+        await trainer.accumulate(batch, { lr: 1e-3 });
+        await trainer.apply(1e-3);
+      }
+      return { unet, te };
+    };
+    const [a, b] = [await run(), await run()];
+    expectSameParams(a.unet, b.unet, 0, 'unet, second run');
+    expectSameParams(a.te, b.te, 0, 'text encoder, second run');
+  });
+
   test.each([
     ['AdamW', 'adamw', false, 'fp32'], ['8-bit AdamW', 'adamw8bit', false, 'fp32'],
     ['8-bit AdamW, fused step', 'adamw8bit', true, 'fp32'], ['AdamW, bf16 gradient block', 'adamw', false, 'bf16'],
