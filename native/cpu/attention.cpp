@@ -64,18 +64,12 @@ int visible_keys(int query, int first_key, int cols, bool causal) {
   return std::clamp(query - first_key + 1, 0, cols);
 }
 
-// max_j x_j over n ≥ 1 values, in 8 independent lanes (GCC leaves a max reduction scalar without -ffast-math;
-// `a > b ? a : b` is exactly vmaxps, so the lanes vectorize).
+// max_j x_j over n ≥ 1 values. `a > b ? a : b` is exactly vmaxps, and the OpenMP max reduction lets GCC reorder
+// it into vector lanes without -ffast-math.
 DBCORE_INLINE float row_max(const float* x, int n) {
-  constexpr int kLanes = 8;
-  float lane[kLanes];
-  for (int u = 0; u < kLanes; ++u) lane[u] = x[0];
-  int j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int u = 0; u < kLanes; ++u) lane[u] = x[j + u] > lane[u] ? x[j + u] : lane[u];
   float mx = x[0];
-  for (int u = 0; u < kLanes; ++u) mx = lane[u] > mx ? lane[u] : mx;
-  for (; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
+#pragma omp simd reduction(max : mx)
+  for (int j = 0; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
   return mx;
 }
 
@@ -94,11 +88,11 @@ void online_softmax_block(float* s, float* m, float* l, float* acc, int rows, in
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < n; ++j) {
-      float p = fast_exp(row[j] - mx);
+      float p = fast_exp_le88(row[j] - mx);
       row[j] = p;
       sum += p;
     }
-    float alpha = fast_exp(m[r] - mx);  // 0 on the first visible block (m = -inf)
+    float alpha = fast_exp_le88(m[r] - mx);  // ≤ 0; 0 on the first visible block (m = -inf)
     l[r] = l[r] * alpha + sum;
     m[r] = mx;
     float* a = acc + static_cast<long>(r) * D;
@@ -165,7 +159,7 @@ void probabilities_block(float* s, const float* lse, int rows, int cols, int lds
     int n = visible_keys(first_query + r, first_key, cols, causal);
     const float shift = lse[r];
 #pragma omp simd
-    for (int j = 0; j < n; ++j) row[j] = fast_exp(row[j] - shift);
+    for (int j = 0; j < n; ++j) row[j] = fast_exp_le88(row[j] - shift);
     std::fill(row + n, row + cols, 0.f);
   }
 }
