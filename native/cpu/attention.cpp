@@ -3,12 +3,14 @@
 // out); Br × Bc the query × key tile. Accumulation: out, lse, dq, dk, dv are written (=).
 //
 // Every product is an OpenBLAS sgemm on tiles: head h of a (B, T, C) buffer is a (T, D) matrix with leading
-// dimension C, so tiles are used in place. Work is split over OpenMP threads; the sgemm calls run inside the
+// dimension C, so tiles are used in place, except that the score products Q Kᵀ and dO Vᵀ read a per-call transposed
+// copy of K (V) when their tiles are small enough for OpenBLAS' unpacked small-matrix kernels (d = 40 and below at
+// the tile sizes here; TransposedOperand). Work is split over OpenMP threads; the sgemm calls run inside the
 // parallel region, where the OpenMP build of OpenBLAS runs single-threaded (num_cpu_avail() returns 1 when
 // omp_in_parallel(); measured: inside the region all CPU time of a 1024³ sgemm is on the calling thread, outside it
 // is split over the threads; the pthreads build of OpenBLAS would oversubscribe instead). Scratch is per thread
-// (tile buffers) or per calling thread (Di of size B·NH·Tq and, when heads are split, about threads·Tq·D partial
-// dQ), grown on first use and reused, so the steady state allocates nothing. Causal masking is top-left aligned:
+// (tile buffers) or per calling thread (Di of size B·NH·Tq, when heads are split about threads·Tq·D partial dQ,
+// and the transposed K and V of size B·NH·D·Tk each), grown on first use and reused, so the steady state allocates nothing. Causal masking is top-left aligned:
 // query i sees keys j ≤ i; tiles entirely above the diagonal are skipped.
 #include "attention.h"
 
@@ -69,6 +71,58 @@ int visible_keys(int query, int first_key, int cols, bool causal) {
   return std::clamp(query - first_key + 1, 0, cols);
 }
 
+// OpenBLAS (Skylake-X / Cooper Lake kernels) runs a product with M·N·K ≤ 10^6 on its small-matrix kernels, which
+// neither pack the operands nor make a separate pass for beta = 0, except a row-major NT product (col-major TN),
+// which it always packs. Measured at d = 40: the small NN kernels are 20 to 25 % faster on a tile product.
+constexpr double kSmallGemmLimit = 1e6;
+bool small_gemm(int M, int N, int K) { return static_cast<double>(M) * N * K <= kSmallGemmLimit; }
+
+// The right operand Xᵀ of a tile product A Xᵀ, X (T, D) one head of a (B, T, C) buffer (keys or values): read in
+// place as an NT product, or from xt (B·NH, D, T), every head transposed once per call, as an NN product when that
+// product is small enough for OpenBLAS' small-matrix kernels (see kSmallGemmLimit).
+struct TransposedOperand {
+  const float* x;
+  const float* xt;  // null: read x in place
+  int T;
+};
+
+// Whether tile products A Xᵀ of (rows, cols) tiles over X (T, D) read X transposed (see TransposedOperand).
+bool transpose_operand(int rows, int cols, int T, const Dims& g) { return small_gemm(rows, std::min(cols, T), g.D); }
+
+// Floats of scratch transposed_operand needs.
+long transposed_size(int rows, int cols, int T, const Dims& g) {
+  return transpose_operand(rows, cols, T, g) ? static_cast<long>(g.B) * g.NH * g.D * T : 0;
+}
+
+// X (B, T, C) as the right operand of (rows, cols) tile products: transposed into `scratch` (transposed_size
+// floats), xt[b·NH + h][d][t] = x[b, t, h·D + d], when transpose_operand says so, else read in place.
+TransposedOperand transposed_operand(const float* x, int T, int rows, int cols, const Dims& g, float* scratch) {
+  if (!transpose_operand(rows, cols, T, g)) return {x, nullptr, T};
+  constexpr int kTokens = 64;  // per block: 64 source rows of D floats stay in L1 while D output runs are written
+  const int blocks = ceil_div(T, kTokens);
+#pragma omp parallel for schedule(static)
+  for (long task = 0; task < static_cast<long>(g.B) * g.NH * blocks; ++task) {
+    const long bh = task / blocks;
+    const int b = static_cast<int>(bh / g.NH), h = static_cast<int>(bh % g.NH);
+    const int t0 = static_cast<int>(task % blocks) * kTokens, t1 = std::min(T, t0 + kTokens);
+    const float* src = x + g.at(b, T, 0, h);
+    float* dst = scratch + bh * g.D * T;
+    for (int d = 0; d < g.D; ++d)
+      for (int t = t0; t < t1; ++t) dst[static_cast<long>(d) * T + t] = src[t * g.C + d];
+  }
+  return {x, scratch, T};
+}
+
+// c (rows, n) = alpha · A (rows, D) · X[j0, j0 + n)ᵀ for head (b, h).
+void times_transposed(float* c, int ldc, const float* a, long lda, const TransposedOperand& op, const Dims& g, int b,
+                      int h, int j0, int rows, int n, float alpha) {
+  if (op.xt)
+    sgemm(false, false, rows, n, g.D, alpha, a, lda, op.xt + (static_cast<long>(b) * g.NH + h) * g.D * op.T + j0,
+          op.T, 0.f, c, ldc, g.precision);
+  else
+    sgemm(false, true, rows, n, g.D, alpha, a, lda, op.x + g.at(b, op.T, j0, h), g.C, 0.f, c, ldc, g.precision);
+}
+
 // max_j x_j over n ≥ 1 values. `a > b ? a : b` is exactly vmaxps, and the OpenMP max reduction lets GCC reorder
 // it into vector lanes without -ffast-math.
 DBCORE_INLINE float row_max(const float* x, int n) {
@@ -116,8 +170,8 @@ void finish_query_tile(float* out, float* lse, const float* acc, const float* m,
   }
 }
 
-void forward_query_tile(float* out, float* lse, const float* q, const float* k, const float* v, const Dims& g,
-                        int b, int h, int i0, float* scratch) {
+void forward_query_tile(float* out, float* lse, const float* q, const TransposedOperand& keys, const float* v,
+                        const Dims& g, int b, int h, int i0, float* scratch) {
   const int Br = kFwdQueryTile, Bc = kFwdKeyTile, D = g.D;
   const int br = std::min(Br, g.Tq - i0);
   float* s = scratch;           // (Br, Bc) scores, then probabilities
@@ -131,9 +185,8 @@ void forward_query_tile(float* out, float* lse, const float* q, const float* k, 
   const int key_end = g.causal ? std::min(g.Tk, i0 + br) : g.Tk;
   for (int j0 = 0; j0 < key_end; j0 += Bc) {
     const int bc = std::min(Bc, g.Tk - j0);
-    const float* kt = k + g.at(b, g.Tk, j0, h);
     const float* vt = v + g.at(b, g.Tk, j0, h);
-    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, s, Bc, g.precision);  // S = scale·Q Kᵀ
+    times_transposed(s, Bc, qt, g.C, keys, g, b, h, j0, br, bc, g.scale);  // S = scale·Q Kᵀ
     online_softmax_block(s, m, l, acc, br, bc, Bc, D, i0, j0, g.causal);
     sgemm(false, false, br, D, bc, 1.f, s, Bc, vt, g.C, 1.f, acc, D, g.precision);  // O_acc += P V
   }
@@ -189,14 +242,13 @@ void zero_rows(float* x, int rows, int cols, long ld) {
 // loops swapped as in FlashAttention-2: keys outer, so dK and dV rows are owned by this task). dQ is accumulated
 // into dq_head (Tq rows, leading dimension ldq), which the caller makes private to this task.
 void backward_key_tile(float* dq_head, long ldq, float* dk, float* dv, const float* dout, const float* q,
-                       const float* k, const float* v, const float* lse, const float* Di, const Dims& g, int b, int h,
-                       int j0, float* scratch) {
+                       const float* k, const TransposedOperand& keys, const TransposedOperand& values,
+                       const float* lse, const float* Di, const Dims& g, int b, int h, int j0, float* scratch) {
   const int Br = kBwdQueryTile, Bc = kBwdKeyTile, D = g.D;
   const int bc = std::min(Bc, g.Tk - j0);
   float* p = scratch;        // (Br, Bc) probabilities
   float* dp = p + Br * Bc;   // (Br, Bc) dP, then dS
   const float* kt = k + g.at(b, g.Tk, j0, h);
-  const float* vt = v + g.at(b, g.Tk, j0, h);
   float* dkt = dk + g.at(b, g.Tk, j0, h);
   float* dvt = dv + g.at(b, g.Tk, j0, h);
   zero_rows(dkt, bc, D, g.C);
@@ -206,10 +258,10 @@ void backward_key_tile(float* dq_head, long ldq, float* dk, float* dv, const flo
     const int br = std::min(Br, g.Tq - i0);
     const float* qt = q + g.at(b, g.Tq, i0, h);
     const float* dot = dout + g.at(b, g.Tq, i0, h);
-    sgemm(false, true, br, bc, D, g.scale, qt, g.C, kt, g.C, 0.f, p, Bc, g.precision);  // S = scale·Q Kᵀ
+    times_transposed(p, Bc, qt, g.C, keys, g, b, h, j0, br, bc, g.scale);  // S = scale·Q Kᵀ
     probabilities_block(p, lse + g.stat(b, h, i0), br, bc, Bc, i0, j0, g.causal);
     sgemm(true, false, bc, D, br, 1.f, p, Bc, dot, g.C, 1.f, dvt, g.C, g.precision);      // dV += Pᵀ dO
-    sgemm(false, true, br, bc, D, 1.f, dot, g.C, vt, g.C, 0.f, dp, Bc, g.precision);      // dP = dO Vᵀ
+    times_transposed(dp, Bc, dot, g.C, values, g, b, h, j0, br, bc, 1.f);               // dP = dO Vᵀ
     score_gradient_block(dp, p, Di + g.stat(b, h, i0), br, bc, Bc);
     sgemm(true, false, bc, D, br, g.scale, dp, Bc, qt, g.C, 1.f, dkt, g.C, g.precision);  // dK += scale·dSᵀ Q
     sgemm(false, false, br, D, bc, g.scale, dp, Bc, kt, g.C, 1.f, dq_head + i0 * ldq, ldq, g.precision);  // dQ += scale·dS K
@@ -240,6 +292,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
   const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision};
   const int q_tiles = ceil_div(Tq, kFwdQueryTile);
   const long heads = static_cast<long>(B) * NH;
+  float* kt = call_scratch(transposed_size(kFwdQueryTile, kFwdKeyTile, Tk, g));
+  const TransposedOperand keys = transposed_operand(k, Tk, kFwdQueryTile, kFwdKeyTile, g, kt);
 #pragma omp parallel
   {
     float* scratch = tile_scratch(kFwdQueryTile * (kFwdKeyTile + D + 2));
@@ -248,7 +302,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     for (long task = 0; task < heads * q_tiles; ++task) {
       const int qt = q_tiles - 1 - static_cast<int>(task / heads);
       const int bh = static_cast<int>(task % heads);
-      forward_query_tile(out, lse, q, k, v, g, bh / NH, bh % NH, qt * kFwdQueryTile, scratch);
+      forward_query_tile(out, lse, q, keys, v, g, bh / NH, bh % NH, qt * kFwdQueryTile, scratch);
     }
   }
 }
@@ -264,8 +318,13 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   // fewer heads than threads, heads are split and each split accumulates dQ privately, then dQ is reduced.
   const int splits = static_cast<int>(std::clamp<long>((num_threads() + heads - 1) / heads, 1, k_tiles));
   const long head_size = static_cast<long>(Tq) * D;
-  float* Di = call_scratch(heads * Tq + (splits > 1 ? heads * splits * head_size : 0));
+  const long partial_size = splits > 1 ? heads * splits * head_size : 0;
+  const long kv_size = transposed_size(kBwdQueryTile, kBwdKeyTile, Tk, g);
+  float* Di = call_scratch(heads * Tq + partial_size + 2 * kv_size);
   float* partial = Di + heads * Tq;
+  float* kv_scratch = partial + partial_size;
+  const TransposedOperand keys = transposed_operand(k, Tk, kBwdQueryTile, kBwdKeyTile, g, kv_scratch);
+  const TransposedOperand values = transposed_operand(v, Tk, kBwdQueryTile, kBwdKeyTile, g, kv_scratch + kv_size);
   output_gradient_dots(Di, dout, out, g);
 #pragma omp parallel
   {
@@ -278,7 +337,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const long ldq = splits > 1 ? D : g.C;
       zero_rows(dq_head, Tq, D, ldq);
       for (int kt = s; kt < k_tiles; kt += splits)
-        backward_key_tile(dq_head, ldq, dk, dv, dout, q, k, v, lse, Di, g, b, h, kt * kBwdKeyTile, scratch);
+        backward_key_tile(dq_head, ldq, dk, dv, dout, q, k, keys, values, lse, Di, g, b, h, kt * kBwdKeyTile,
+                          scratch);
     }
   }
   if (splits > 1) reduce_query_gradients(dq, partial, splits, g);

@@ -111,6 +111,10 @@ const cases: Case[] = [
   { B: 2, Tq: 33, Tk: 33, NH: 3, D: 5, causal: true },
   { B: 2, Tq: 130, Tk: 130, NH: 3, D: 40, causal: true },
   { B: 2, Tq: 257, Tk: 257, NH: 1, D: 5, causal: true },
+  // D = 64: the tile products exceed OpenBLAS' small-matrix size, so keys and values are read in place (an NT
+  // product) instead of from their per-call transposed copies (cpu/attention.cpp, TransposedOperand).
+  { B: 1, Tq: 100, Tk: 260, NH: 2, D: 64, causal: false },
+  { B: 1, Tq: 260, Tk: 260, NH: 1, D: 64, causal: true },
 ];
 const name = (c: Case) => `B=${c.B} Tq=${c.Tq} Tk=${c.Tk} NH=${c.NH} D=${c.D}${c.causal ? ' causal' : ''}`;
 
