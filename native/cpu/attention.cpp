@@ -26,17 +26,26 @@ namespace dbcore::cpu {
 
 namespace {
 
-// Tile sizes measured with scripts/bench-attention.js (2 threads) at SD 1.5's shapes. Forward 96 x 256: at d = 40
-// both tile products have M·N·K = 96·256·40 < 10^6, which OpenBLAS (Skylake-X / Cooper Lake kernels) runs on its
-// small-matrix kernels without packing the operands or a separate beta pass; 8 % faster than 128 x 256 at 4096
-// tokens, equal at the larger head sizes. Backward 128 x 128 (was 64 x 256): 3 to 10 % faster at 4096 tokens,
-// d = 40, equal or slightly faster at the other shapes.
-constexpr int kFwdQueryTile = 96;
-constexpr int kFwdKeyTile = 256;
-constexpr int kBwdQueryTile = 128;
-constexpr int kBwdKeyTile = 128;
-
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// OpenBLAS (Skylake-X / Cooper Lake kernels) runs a product with M·N·K ≤ 10^6 on its small-matrix kernels, which
+// neither pack the operands nor make a separate pass for beta = 0, except a row-major NT product (col-major TN),
+// which it always packs at tile sizes. Measured at d = 40: a tile product 20 to 25 % faster on the small kernels.
+constexpr double kSmallGemmLimit = 1e6;
+bool small_gemm(int M, int N, int K) { return static_cast<double>(M) * N * K <= kSmallGemmLimit; }
+
+// Tile sizes, measured with scripts/bench-attention.js (2 threads) at SD 1.5's shapes: key tiles of 256 (forward)
+// and 128 (backward) tokens, and as many query rows (a multiple of 8, 16 to 128) as keep the tile products on
+// OpenBLAS' small kernels: forward 96 x 256 at d = 40, 48 x 256 at d = 80, 24 x 256 at d = 160; backward 128,
+// 96, 48 x 128. Against fixed 128 x 256 / 64 x 256 tiles: 8 to 10 % faster at d = 40 and 80, about 5 % at 160.
+constexpr int kFwdKeyTile = 256;
+constexpr int kBwdKeyTile = 128;
+constexpr int kMinQueryTile = 16, kMaxQueryTile = 128;
+
+int query_tile(int key_tile, int Tk, int D) {
+  const double rows = kSmallGemmLimit / (static_cast<double>(std::min(key_tile, Tk)) * D);
+  return std::clamp(static_cast<int>(std::min<double>(rows, kMaxQueryTile)) / 8 * 8, kMinQueryTile, kMaxQueryTile);
+}
 
 // Scratch of an OpenMP worker thread (tile buffers), kept for the thread's lifetime.
 float* tile_scratch(size_t n) {
@@ -59,6 +68,7 @@ struct Dims {
   float scale;
   bool causal;
   Precision precision;  // of the tile products (cpu/gemm.h)
+  int Br, Bc;           // query × key tile of the pass
   // Element offset of (batch b, token t, head h) in a (B, T, C) buffer.
   long at(int b, int T, int t, int h) const { return (static_cast<long>(b) * T + t) * C + static_cast<long>(h) * D; }
   // Element offset of (b, h, t) in a (B, NH, Tq) statistics buffer.
@@ -71,12 +81,6 @@ int visible_keys(int query, int first_key, int cols, bool causal) {
   return std::clamp(query - first_key + 1, 0, cols);
 }
 
-// OpenBLAS (Skylake-X / Cooper Lake kernels) runs a product with M·N·K ≤ 10^6 on its small-matrix kernels, which
-// neither pack the operands nor make a separate pass for beta = 0, except a row-major NT product (col-major TN),
-// which it always packs. Measured at d = 40: the small NN kernels are 20 to 25 % faster on a tile product.
-constexpr double kSmallGemmLimit = 1e6;
-bool small_gemm(int M, int N, int K) { return static_cast<double>(M) * N * K <= kSmallGemmLimit; }
-
 // The right operand Xᵀ of a tile product A Xᵀ, X (T, D) one head of a (B, T, C) buffer (keys or values): read in
 // place as an NT product, or from xt (B·NH, D, T), every head transposed once per call, as an NN product when that
 // product is small enough for OpenBLAS' small-matrix kernels (see kSmallGemmLimit).
@@ -86,18 +90,18 @@ struct TransposedOperand {
   int T;
 };
 
-// Whether tile products A Xᵀ of (rows, cols) tiles over X (T, D) read X transposed (see TransposedOperand).
-bool transpose_operand(int rows, int cols, int T, const Dims& g) { return small_gemm(rows, std::min(cols, T), g.D); }
+// Whether the pass's (Br, Bc) tile products A Xᵀ over X (T, D) read X transposed (see TransposedOperand).
+bool transpose_operand(int T, const Dims& g) { return small_gemm(g.Br, std::min(g.Bc, T), g.D); }
 
 // Floats of scratch transposed_operand needs.
-long transposed_size(int rows, int cols, int T, const Dims& g) {
-  return transpose_operand(rows, cols, T, g) ? static_cast<long>(g.B) * g.NH * g.D * T : 0;
+long transposed_size(int T, const Dims& g) {
+  return transpose_operand(T, g) ? static_cast<long>(g.B) * g.NH * g.D * T : 0;
 }
 
-// X (B, T, C) as the right operand of (rows, cols) tile products: transposed into `scratch` (transposed_size
-// floats), xt[b·NH + h][d][t] = x[b, t, h·D + d], when transpose_operand says so, else read in place.
-TransposedOperand transposed_operand(const float* x, int T, int rows, int cols, const Dims& g, float* scratch) {
-  if (!transpose_operand(rows, cols, T, g)) return {x, nullptr, T};
+// X (B, T, C) as the right operand of the pass's tile products: transposed into `scratch` (transposed_size floats),
+// xt[b·NH + h][d][t] = x[b, t, h·D + d], when transpose_operand says so, else read in place.
+TransposedOperand transposed_operand(const float* x, int T, const Dims& g, float* scratch) {
+  if (!transpose_operand(T, g)) return {x, nullptr, T};
   constexpr int kTokens = 64;  // per block: 64 source rows of D floats stay in L1 while D output runs are written
   const int blocks = ceil_div(T, kTokens);
 #pragma omp parallel for schedule(static)
@@ -172,7 +176,7 @@ void finish_query_tile(float* out, float* lse, const float* acc, const float* m,
 
 void forward_query_tile(float* out, float* lse, const float* q, const TransposedOperand& keys, const float* v,
                         const Dims& g, int b, int h, int i0, float* scratch) {
-  const int Br = kFwdQueryTile, Bc = kFwdKeyTile, D = g.D;
+  const int Br = g.Br, Bc = g.Bc, D = g.D;
   const int br = std::min(Br, g.Tq - i0);
   float* s = scratch;           // (Br, Bc) scores, then probabilities
   float* acc = s + Br * Bc;     // (Br, D) unnormalized output
@@ -244,7 +248,7 @@ void zero_rows(float* x, int rows, int cols, long ld) {
 void backward_key_tile(float* dq_head, long ldq, float* dk, float* dv, const float* dout, const float* q,
                        const float* k, const TransposedOperand& keys, const TransposedOperand& values,
                        const float* lse, const float* Di, const Dims& g, int b, int h, int j0, float* scratch) {
-  const int Br = kBwdQueryTile, Bc = kBwdKeyTile, D = g.D;
+  const int Br = g.Br, Bc = g.Bc, D = g.D;
   const int bc = std::min(Bc, g.Tk - j0);
   float* p = scratch;        // (Br, Bc) probabilities
   float* dp = p + Br * Bc;   // (Br, Bc) dP, then dS
@@ -289,20 +293,20 @@ void reduce_query_gradients(float* dq, const float* partial, int splits, const D
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int Tq,
                        int Tk, int NH, int D, float scale, bool causal, Precision precision) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || NH <= 0 || D <= 0) return;
-  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision};
-  const int q_tiles = ceil_div(Tq, kFwdQueryTile);
+  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision,
+               query_tile(kFwdKeyTile, Tk, D), kFwdKeyTile};
+  const int q_tiles = ceil_div(Tq, g.Br);
   const long heads = static_cast<long>(B) * NH;
-  float* kt = call_scratch(transposed_size(kFwdQueryTile, kFwdKeyTile, Tk, g));
-  const TransposedOperand keys = transposed_operand(k, Tk, kFwdQueryTile, kFwdKeyTile, g, kt);
+  const TransposedOperand keys = transposed_operand(k, Tk, g, call_scratch(transposed_size(Tk, g)));
 #pragma omp parallel
   {
-    float* scratch = tile_scratch(kFwdQueryTile * (kFwdKeyTile + D + 2));
+    float* scratch = tile_scratch(g.Br * (g.Bc + D + 2));
     // Last query tiles first: under a causal mask they see the most keys, so dynamic scheduling balances.
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < heads * q_tiles; ++task) {
       const int qt = q_tiles - 1 - static_cast<int>(task / heads);
       const int bh = static_cast<int>(task % heads);
-      forward_query_tile(out, lse, q, keys, v, g, bh / NH, bh % NH, qt * kFwdQueryTile, scratch);
+      forward_query_tile(out, lse, q, keys, v, g, bh / NH, bh % NH, qt * g.Br, scratch);
     }
   }
 }
@@ -311,24 +315,25 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* v, const float* out, const float* lse, int B, int Tq, int Tk, int NH, int D,
                         float scale, bool causal, Precision precision) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || NH <= 0 || D <= 0) return;
-  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision};
+  const Dims g{B, Tq, Tk, NH, D, static_cast<long>(NH) * D, scale, causal, precision,
+               query_tile(kBwdKeyTile, Tk, D), kBwdKeyTile};
   const long heads = static_cast<long>(B) * NH;
-  const int k_tiles = ceil_div(Tk, kBwdKeyTile);
+  const int k_tiles = ceil_div(Tk, g.Bc);
   // Tasks are (head, key split): a split owns the key tiles s, s + splits, … (dK, dV written by it alone). With
   // fewer heads than threads, heads are split and each split accumulates dQ privately, then dQ is reduced.
   const int splits = static_cast<int>(std::clamp<long>((num_threads() + heads - 1) / heads, 1, k_tiles));
   const long head_size = static_cast<long>(Tq) * D;
   const long partial_size = splits > 1 ? heads * splits * head_size : 0;
-  const long kv_size = transposed_size(kBwdQueryTile, kBwdKeyTile, Tk, g);
+  const long kv_size = transposed_size(Tk, g);
   float* Di = call_scratch(heads * Tq + partial_size + 2 * kv_size);
   float* partial = Di + heads * Tq;
   float* kv_scratch = partial + partial_size;
-  const TransposedOperand keys = transposed_operand(k, Tk, kBwdQueryTile, kBwdKeyTile, g, kv_scratch);
-  const TransposedOperand values = transposed_operand(v, Tk, kBwdQueryTile, kBwdKeyTile, g, kv_scratch + kv_size);
+  const TransposedOperand keys = transposed_operand(k, Tk, g, kv_scratch);
+  const TransposedOperand values = transposed_operand(v, Tk, g, kv_scratch + kv_size);
   output_gradient_dots(Di, dout, out, g);
 #pragma omp parallel
   {
-    float* scratch = tile_scratch(2 * kBwdQueryTile * kBwdKeyTile);
+    float* scratch = tile_scratch(2 * g.Br * g.Bc);
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < heads * splits; ++task) {
       const int bh = static_cast<int>(task / splits), s = static_cast<int>(task % splits);
@@ -337,7 +342,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
       const long ldq = splits > 1 ? D : g.C;
       zero_rows(dq_head, Tq, D, ldq);
       for (int kt = s; kt < k_tiles; kt += splits)
-        backward_key_tile(dq_head, ldq, dk, dv, dout, q, k, keys, values, lse, Di, g, b, h, kt * kBwdKeyTile,
+        backward_key_tile(dq_head, ldq, dk, dv, dout, q, k, keys, values, lse, Di, g, b, h, kt * g.Bc,
                           scratch);
     }
   }
