@@ -69,7 +69,7 @@ function formatAttentionBench(r) {
   ];
   for (const s of r.shapes) {
     lines.push(`  ${s.what.padEnd(16)} B=${s.B} Tq=${String(s.Tq).padStart(4)} Tk=${String(s.Tk).padStart(4)} D=${String(s.D).padStart(3)}` +
-      `  fwd ${f(s.fwd_ms, 8)} ms ${f(s.fwd_gflops, 6)} GFLOP/s   bwd ${f(s.bwd_ms, 8)} ms ${f(s.bwd_gflops, 6)} GFLOP/s`);
+      `  fwd ${s.fwd_ms.toFixed(2).padStart(8)} ms ${f(s.fwd_gflops, 6)} GFLOP/s   bwd ${s.bwd_ms.toFixed(2).padStart(8)} ms ${f(s.bwd_gflops, 6)} GFLOP/s`);
   }
   return lines.join('\n');
 }
