@@ -68,8 +68,10 @@ function formatAttentionBench(r) {
       `${f(r.matmul.gflops, 0)} GFLOP/s; FLOPs: forward 4·B·NH·Tq·Tk·D, backward 2.5x`,
   ];
   for (const s of r.shapes) {
-    lines.push(`  ${s.what.padEnd(16)} B=${s.B} Tq=${String(s.Tq).padStart(4)} Tk=${String(s.Tk).padStart(4)} D=${String(s.D).padStart(3)}` +
-      `  fwd ${s.fwd_ms.toFixed(2).padStart(8)} ms ${f(s.fwd_gflops, 6)} GFLOP/s   bwd ${s.bwd_ms.toFixed(2).padStart(8)} ms ${f(s.bwd_gflops, 6)} GFLOP/s`);
+    const pad = (x, w) => String(x).padStart(w);
+    const ms = (x) => x.toFixed(2).padStart(8);
+    lines.push(`  ${s.what.padEnd(16)} B=${s.B} Tq=${pad(s.Tq, 4)} Tk=${pad(s.Tk, 4)} D=${pad(s.D, 3)}` +
+      `  fwd ${ms(s.fwd_ms)} ms ${f(s.fwd_gflops, 6)} GFLOP/s   bwd ${ms(s.bwd_ms)} ms ${f(s.bwd_gflops, 6)} GFLOP/s`);
   }
   return lines.join('\n');
 }
@@ -83,6 +85,7 @@ if (require.main === module) {
   };
   const addon = require('node-gyp-build')(root);
   if (flag('--threads')) addon.setNumThreads(Number(flag('--threads')));
-  const result = runAttentionBench(addon, { reps: Number(flag('--reps', 5)), batch: Number(flag('--batch', 1)), only: flag('--only') });
+  const options = { reps: Number(flag('--reps', 5)), batch: Number(flag('--batch', 1)), only: flag('--only') };
+  const result = runAttentionBench(addon, options);
   console.log(formatAttentionBench(result));
 }

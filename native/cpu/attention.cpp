@@ -2,16 +2,16 @@
 // Dimension letters: B batch, Tq query / Tk key tokens, NH heads, D head size, C = NH·D (row stride of Q, K, V,
 // out); Br × Bc the query × key tile. Accumulation: out, lse, dq, dk, dv are written (=).
 //
-// Every product is an OpenBLAS sgemm on tiles: head h of a (B, T, C) buffer is a (T, D) matrix with leading
-// dimension C, so tiles are used in place, except that the score products Q Kᵀ and dO Vᵀ read a per-call transposed
-// copy of K (V) when their tiles are small enough for OpenBLAS' unpacked small-matrix kernels (d = 40 and below at
-// the tile sizes here; TransposedOperand). Work is split over OpenMP threads; the sgemm calls run inside the
-// parallel region, where the OpenMP build of OpenBLAS runs single-threaded (num_cpu_avail() returns 1 when
-// omp_in_parallel(); measured: inside the region all CPU time of a 1024³ sgemm is on the calling thread, outside it
-// is split over the threads; the pthreads build of OpenBLAS would oversubscribe instead). Scratch is per thread
-// (tile buffers) or per calling thread (Di of size B·NH·Tq, when heads are split about threads·Tq·D partial dQ,
-// and the transposed K and V of size B·NH·D·Tk each), grown on first use and reused, so the steady state allocates nothing. Causal masking is top-left aligned:
-// query i sees keys j ≤ i; tiles entirely above the diagonal are skipped.
+// Every product is an OpenBLAS sgemm on tiles: head h of a (B, T, C) buffer is a (T, D) matrix with leading dimension
+// C, so tiles are used in place, except that the score products Q Kᵀ and dO Vᵀ read a per-call transposed copy of K (V)
+// when their tiles are small enough for OpenBLAS' unpacked small-matrix kernels (query tiles are sized for that,
+// possible up to d ≈ 240 forward, 480 backward; TransposedOperand). Work is split over OpenMP threads; the sgemm calls
+// run inside the parallel region, where the OpenMP build of OpenBLAS runs single-threaded (num_cpu_avail() returns 1
+// when omp_in_parallel(); measured: inside the region all CPU time of a 1024³ sgemm is on the calling thread, outside
+// it is split over the threads; the pthreads build of OpenBLAS would oversubscribe instead). Scratch is per thread
+// (tile buffers) or per calling thread (Di of size B·NH·Tq, when heads are split about threads·Tq·D partial dQ, and the
+// transposed K and V of size B·NH·D·Tk each), grown on first use and reused, so the steady state allocates nothing.
+// Causal masking is top-left aligned: query i sees keys j ≤ i; tiles entirely above the diagonal are skipped.
 #include "attention.h"
 
 #include <algorithm>
@@ -37,7 +37,8 @@ bool small_gemm(int M, int N, int K) { return static_cast<double>(M) * N * K <= 
 // Tile sizes, measured with scripts/bench-attention.js (2 threads) at SD 1.5's shapes: key tiles of 256 (forward)
 // and 128 (backward) tokens, and as many query rows (a multiple of 8, 16 to 128) as keep the tile products on
 // OpenBLAS' small kernels: forward 96 x 256 at d = 40, 48 x 256 at d = 80, 24 x 256 at d = 160; backward 128,
-// 96, 48 x 128. Against fixed 128 x 256 / 64 x 256 tiles: 8 to 10 % faster at d = 40 and 80, about 5 % at 160.
+// 96, 48 x 128. Against fixed 128 x 256 / 64 x 256 tiles: 8 to 10 % faster at d = 40 and 80, equal within the
+// noise at 160.
 constexpr int kFwdKeyTile = 256;
 constexpr int kBwdKeyTile = 128;
 constexpr int kMinQueryTile = 16, kMaxQueryTile = 128;

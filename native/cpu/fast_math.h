@@ -64,10 +64,11 @@ DBCORE_INLINE float fast_exp(float x) {
   return select_bits(x < lo, 0.f, y);
 }
 
-// exp(x) for x ≤ 88 (softmax arguments x − max ≤ 0, or slightly above 0 after rounding), bit-identical to fast_exp
-// there (checked over every float in [-120, 88]); exactly 0 below -87.3, -inf included. About 40 % cheaper than
-// fast_exp: no clamping (an argument below -87.3 yields garbage that the final select discards) and 2^n in one
-// factor, which n ≤ 127 allows. Unsigned bit arithmetic, so the discarded lanes overflow without undefined behavior.
+// exp(x) for x ≤ 88 (softmax arguments x − max ≤ 0, or slightly above 0 after rounding), bit-identical to
+// fast_exp there (checked by hand over every float in [-120, 88]); exactly 0 below -87.3, -inf included. About 40 %
+// cheaper than fast_exp: no clamping (an argument below -87.3 yields garbage that the final select discards) and
+// 2^n in one factor, which n ≤ 127 allows. Unsigned bit arithmetic, so discarded lanes overflow without undefined
+// behavior.
 DBCORE_INLINE float fast_exp_le88(float x) {
   const float shifter = 12582912.f;  // n = round(x / ln2), as in fast_exp
   float t = x * 1.44269504088896341f + shifter;
