@@ -1,73 +1,91 @@
 #!/usr/bin/env node
-// Times the fused CPU attention on Stable Diffusion 1.5 shapes (forward, forward + backward) and prints the
-// effective GFLOP/s next to ops.matmul's on a 1024³ product (the sgemm rate the kernel should approach).
-// FLOPs counted: 4·B·NH·Tq·Tk·D per forward (Q Kᵀ and P V), 2.5x that for the backward; causal halves both.
-// Usage: node scripts/bench-attention.js [--reps N] [--threads N]
+// Times the fused CPU attention (ops.attention, ops.attentionBackward) on the SD 1.5 shapes of
+// bench/configs/attention-shapes.json (8 heads, self- and cross-attention at 64², 32², 16², 8² latents) and prints
+// ms and GFLOP/s per shape next to ops.matmul's rate on a 1024³ product (the sgemm rate the kernel should approach).
+// FLOPs counted: forward 4·B·NH·Tq·Tk·D (Q Kᵀ and P V); backward 2.5x that (S = Q Kᵀ recomputed, dV, dP, dK, dQ:
+// five products of 2·B·NH·Tq·Tk·D each); causal would halve both (the SD shapes are not causal).
+// Usage: node scripts/bench-attention.js [--reps N] [--threads N] [--batch N] [--only SUBSTRING]
+//   or   npm run bench -- attention [--steps N] [--threads N] [--batch N]
 'use strict';
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
-const { ops, numThreads, setNumThreads } = require('node-gyp-build')(root);
+const SHAPES_FILE = path.join(root, 'bench', 'configs', 'attention-shapes.json');
 
-function intFlag(name, fallback) {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
-const reps = intFlag('--reps', 3);
-if (process.argv.includes('--threads')) setNumThreads(intFlag('--threads', 0));
-
-// Best of `reps` timed runs after one warm-up, in milliseconds.
-function bestMs(fn) {
+// Median of `reps` timed runs after one warm-up, in milliseconds.
+function medianMs(fn, reps) {
   fn();
-  let best = Infinity;
+  const samples = [];
   for (let i = 0; i < reps; i++) {
     const t0 = process.hrtime.bigint();
     fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return best;
+  return samples.sort((a, b) => a - b)[samples.length >> 1];
 }
 
 const gflops = (flop, ms) => flop / (ms * 1e6);
 
-function benchMatmul() {
-  const n = 1024;
-  const a = ops.randn([n, n], 1), b = ops.randn([n, n], 2);
-  const ms = bestMs(() => ops.matmul(a, b));
-  return { ms, rate: gflops(2 * n ** 3, ms) };
+function sd15Shapes(only) {
+  const { shapes } = require(SHAPES_FILE);
+  return shapes.filter((s) => s.what.startsWith('sd15') && (!only || s.what.includes(only)));
 }
 
-function benchAttention({ name, B, NH, D, Tq, Tk, causal = false }) {
+function timeMatmul(ops, reps) {
+  const n = 1024;
+  const a = ops.randn([n, n], 1), b = ops.randn([n, n], 2);
+  const ms = medianMs(() => ops.matmul(a, b), reps);
+  return { ms, gflops: gflops(2 * n ** 3, ms) };
+}
+
+function timeShape(ops, { what, Tq, Tk, NH, D }, B, reps) {
   const q = ops.randn([B, Tq, NH * D], 3), k = ops.randn([B, Tk, NH * D], 4), v = ops.randn([B, Tk, NH * D], 5);
-  const opts = { heads: NH, causal };
-  const fwdFlop = (4 * B * NH * Tq * Tk * D) / (causal ? 2 : 1);
-  const fwdMs = bestMs(() => ops.attention(q, k, v, opts));
+  const opts = { heads: NH };
+  const fwdFlop = 4 * B * NH * Tq * Tk * D;
+  const fwdMs = medianMs(() => ops.attention(q, k, v, opts), reps);
   const { out, lse } = ops.attention(q, k, v, opts);
   const dout = ops.randn([B, Tq, NH * D], 6);
-  const bwdMs = bestMs(() => ops.attentionBackward(dout, q, k, v, out, lse, opts));
+  const bwdMs = medianMs(() => ops.attentionBackward(dout, q, k, v, out, lse, opts), reps);
   return {
-    name,
-    fwdMs,
-    fwdRate: gflops(fwdFlop, fwdMs),
-    fwdBwdMs: fwdMs + bwdMs,
-    fwdBwdRate: gflops(3.5 * fwdFlop, fwdMs + bwdMs),
+    what, B, Tq, Tk, NH, D,
+    fwd_ms: fwdMs, fwd_gflops: gflops(fwdFlop, fwdMs),
+    bwd_ms: bwdMs, bwd_gflops: gflops(2.5 * fwdFlop, bwdMs),
   };
 }
 
-const shapes = [
-  { name: 'self  B=1 NH=8 D=40 T=4096', B: 1, NH: 8, D: 40, Tq: 4096, Tk: 4096 },
-  { name: 'cross B=1 NH=8 D=40 T=4096x77', B: 1, NH: 8, D: 40, Tq: 4096, Tk: 77 },
-  { name: 'self  B=1 NH=8 D=80 T=1024', B: 1, NH: 8, D: 80, Tq: 1024, Tk: 1024 },
-];
+// { threads, reps, matmul: {ms, gflops}, shapes: [{what, …, fwd_ms, fwd_gflops, bwd_ms, bwd_gflops}] }.
+function runAttentionBench(addon, { reps = 5, batch = 1, only } = {}) {
+  const { ops } = addon;
+  const matmul = timeMatmul(ops, reps);
+  const shapes = sd15Shapes(only).map((s) => timeShape(ops, s, batch, reps));
+  return { benchmark: 'attention', threads: addon.numThreads(), reps, matmul, shapes };
+}
 
-const mm = benchMatmul();
-console.log(`threads: ${numThreads()}, best of ${reps}`);
-console.log(`matmul 1024x1024x1024: ${mm.ms.toFixed(1)} ms, ${mm.rate.toFixed(1)} GFLOP/s`);
-for (const s of shapes) {
-  const r = benchAttention(s);
-  const pct = (x) => `${((100 * x) / mm.rate).toFixed(0)}% of sgemm`;
-  console.log(
-    `${r.name.padEnd(30)} fwd ${r.fwdMs.toFixed(1).padStart(7)} ms ${r.fwdRate.toFixed(1).padStart(6)} GFLOP/s (${pct(r.fwdRate)})` +
-      `   fwd+bwd ${r.fwdBwdMs.toFixed(1).padStart(7)} ms ${r.fwdBwdRate.toFixed(1).padStart(6)} GFLOP/s (${pct(r.fwdBwdRate)})`,
-  );
+function formatAttentionBench(r) {
+  const f = (x, w) => x.toFixed(1).padStart(w);
+  const lines = [
+    `attention (CPU), ${r.threads} threads, median of ${r.reps}; matmul 1024³ ${f(r.matmul.ms, 0)} ms ` +
+      `${f(r.matmul.gflops, 0)} GFLOP/s; FLOPs: forward 4·B·NH·Tq·Tk·D, backward 2.5x`,
+  ];
+  for (const s of r.shapes) {
+    const pad = (x, w) => String(x).padStart(w);
+    const ms = (x) => x.toFixed(2).padStart(8);
+    lines.push(`  ${s.what.padEnd(16)} B=${s.B} Tq=${pad(s.Tq, 4)} Tk=${pad(s.Tk, 4)} D=${pad(s.D, 3)}` +
+      `  fwd ${ms(s.fwd_ms)} ms ${f(s.fwd_gflops, 6)} GFLOP/s   bwd ${ms(s.bwd_ms)} ms ${f(s.bwd_gflops, 6)} GFLOP/s`);
+  }
+  return lines.join('\n');
+}
+
+module.exports = { runAttentionBench, formatAttentionBench };
+
+if (require.main === module) {
+  const flag = (name, fallback) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : fallback;
+  };
+  const addon = require('node-gyp-build')(root);
+  if (flag('--threads')) addon.setNumThreads(Number(flag('--threads')));
+  const options = { reps: Number(flag('--reps', 5)), batch: Number(flag('--batch', 1)), only: flag('--only') };
+  const result = runAttentionBench(addon, options);
+  console.log(formatAttentionBench(result));
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm run bench -- [unet-train-step|sample|optimizer] [options]`: times full UNet training steps of the native
+// `npm run bench -- [unet-train-step|sample|optimizer|attention] [options]`: times full UNet training steps of the native
 // engine (ts/bench/unet-train-step.ts), text-to-image generation (ts/bench/sample.ts), both built to dist/ by
-// `npm run build:ts`, or one CPU optimizer step per parameter (8-bit AdamW against fp32 states); prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
+// `npm run build:ts`, one CPU optimizer step per parameter (8-bit AdamW against fp32 states), or the CPU attention
+// kernel forward and backward at SD 1.5's shapes (scripts/bench-attention.js; --steps timed runs, median); prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
 // PyTorch baseline of the training step is bench/torch/torch_train_step.py, which takes the same options;
 // bench/RESULTS.md has the measured numbers.
 'use strict';
@@ -10,7 +11,7 @@ const path = require('path');
 const { Command, Option } = require('commander');
 
 const root = path.resolve(__dirname, '..');
-const BENCHMARKS = ['unet-train-step', 'sample', 'optimizer'];
+const BENCHMARKS = ['unet-train-step', 'sample', 'optimizer', 'attention'];
 
 function loadModules() {
   try {
@@ -114,12 +115,24 @@ function optimizerMain(opts, addon) {
   else console.log(`optimizer step, ${n.toLocaleString('en-US')} parameters: 8-bit AdamW ${result.ns_per_param_adamw8bit} ns/param, fp32-state AdamW ${result.ns_per_param_adamw32} ns/param`);
 }
 
+function attentionMain(opts, addon) {
+  const { runAttentionBench, formatAttentionBench } = require('./bench-attention.js');
+  const result = runAttentionBench(addon.loadAddon(), { reps: opts.steps, batch: opts.batch });
+  result.date = new Date().toISOString();
+  fs.mkdirSync(opts.out, { recursive: true });
+  const file = path.join(opts.out, `attention-b${opts.batch}-${result.date.replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  if (opts.json) console.log(JSON.stringify(result));
+  else console.log(`${formatAttentionBench(result)}\n  written ${path.relative(process.cwd(), file)}`);
+}
+
 async function main() {
   const opts = parse(process.argv.slice(2));
   const { bench, sample, addon } = loadModules();
   if (opts.threads !== undefined) addon.loadAddon().setNumThreads(opts.threads);
   if (opts.benchmark === 'sample') return sampleMain(opts, sample);
   if (opts.benchmark === 'optimizer') return optimizerMain(opts, addon);
+  if (opts.benchmark === 'attention') return attentionMain(opts, addon);
   const result = await bench.runUNetTrainStep(
     { config: opts.config, batch: opts.batch, res: opts.res, steps: opts.steps, warmup: opts.warmup,
       gradCkpt: opts.gradCkpt, adam: opts.adam, seed: opts.seed, device: opts.device, precision: opts.precision,

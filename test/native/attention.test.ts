@@ -111,6 +111,13 @@ const cases: Case[] = [
   { B: 2, Tq: 33, Tk: 33, NH: 3, D: 5, causal: true },
   { B: 2, Tq: 130, Tk: 130, NH: 3, D: 40, causal: true },
   { B: 2, Tq: 257, Tk: 257, NH: 1, D: 5, causal: true },
+  // Query tiles follow D (cpu/attention.cpp, query_tile): 56 rows forward and 120 backward at D = 64.
+  { B: 1, Tq: 100, Tk: 260, NH: 2, D: 64, causal: false },
+  { B: 1, Tq: 260, Tk: 260, NH: 1, D: 64, causal: true },
+  // D = 500: even 16-row tiles exceed OpenBLAS' small-matrix size, so keys and values are read in place (an NT
+  // product) instead of from their per-call transposed copies (TransposedOperand).
+  { B: 1, Tq: 40, Tk: 300, NH: 1, D: 500, causal: false },
+  { B: 1, Tq: 150, Tk: 150, NH: 1, D: 500, causal: true },
 ];
 const name = (c: Case) => `B=${c.B} Tq=${c.Tq} Tk=${c.Tk} NH=${c.NH} D=${c.D}${c.causal ? ' causal' : ''}`;
 
