@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// `npm run bench -- [unet-train-step|sample|optimizer|attention] [options]`: times full UNet training steps of the native
-// engine (ts/bench/unet-train-step.ts), text-to-image generation (ts/bench/sample.ts), both built to dist/ by
-// `npm run build:ts`, one CPU optimizer step per parameter (8-bit AdamW against fp32 states), or the CPU attention
-// kernel forward and backward at SD 1.5's shapes (scripts/bench-attention.js; --steps timed runs, median); prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The
-// PyTorch baseline of the training step is bench/torch/torch_train_step.py, which takes the same options;
+// `npm run bench -- [unet-train-step|sample|optimizer|attention] [options]`: times full UNet training steps of
+// the native engine (ts/bench/unet-train-step.ts), text-to-image generation (ts/bench/sample.ts), both built to
+// dist/ by `npm run build:ts`, one CPU optimizer step per parameter (8-bit AdamW against fp32 states), or the CPU
+// attention kernel forward and backward at SD 1.5's shapes (scripts/bench-attention.js; --steps timed runs,
+// median); prints a summary (or one JSON object with --json) and writes the JSON to bench/out/. The PyTorch
+// baseline of the training step is bench/torch/torch_train_step.py, which takes the same options;
 // bench/RESULTS.md has the measured numbers.
 'use strict';
 const fs = require('fs');
