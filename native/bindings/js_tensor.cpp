@@ -75,11 +75,11 @@ Tensor tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* what
 
 JsTensor new_js_tensor(Napi::Env env, DType dtype, const Shape& shape) {
   const int64_t n = shape_numel(shape);
-  const uint64_t limit = physical_memory_bytes() / dtype_size(dtype);
+  const uint64_t memory = physical_memory_bytes();
   // V8 aborts the process when it cannot allocate an ArrayBuffer: a size that cannot fit is an error before that.
-  DBCORE_CHECK(limit == 0 || uint64_t(n) <= limit, "ENOMEM", "a %s tensor of shape %s needs %.1f GiB; this machine has %.1f GiB",
-               dtype_name(dtype), shape_string(shape).c_str(), double(n) * dtype_size(dtype) / (1 << 30),
-               double(physical_memory_bytes()) / (1 << 30));
+  DBCORE_CHECK(memory == 0 || uint64_t(n) <= memory / dtype_size(dtype), "ENOMEM",
+               "a %s tensor of shape %s needs %.1f GiB; this machine has %.1f GiB", dtype_name(dtype),
+               shape_string(shape).c_str(), double(n) * dtype_size(dtype) / (1 << 30), double(memory) / (1 << 30));
   const size_t nbytes = static_cast<size_t>(n) * dtype_size(dtype);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, nbytes);
   Napi::Array js_shape = Napi::Array::New(env, shape.size());

@@ -232,8 +232,7 @@ int64_t conv_out_numel(const cpu::Conv2dShape& s) { return product({s.N, s.OC, s
 int64_t conv_weight_numel(const cpu::Conv2dShape& s) { return product({s.OC, s.C, s.KH, s.KW}); }
 
 // (out, mean, rstd, inp, weight, bias, N, C, HW, G, eps) for GroupNorm and GroupNorm + SiLU.
-using GroupNormForward = void (*)(float*, float*, float*, const float*, const float*, const float*, int, int, int,
-                                  int, float);
+using GroupNormForward = decltype(&cuda::groupnorm_forward);  // or cuda::groupnorm_silu_forward
 void groupnorm_forward_call(DeviceCall& c, GroupNormForward kernel) {
   int N = c.dim(6), C = c.dim(7), HW = c.dim(8), G = c.dim(9);
   DBCORE_CHECK(G > 0, "EINVAL", "groupnorm: G must be positive");

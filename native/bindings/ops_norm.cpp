@@ -60,8 +60,7 @@ float eps_option(const Napi::CallbackInfo& info, size_t index) {
 
 namespace {
 
-using GroupNormForward = void (*)(float*, float*, float*, const float*, const float*, const float*, int, int, int,
-                                  int, float);
+using GroupNormForward = decltype(&cpu::groupnorm_forward);  // or cpu::groupnorm_silu_forward
 
 Napi::Value group_norm(const Napi::CallbackInfo& info, GroupNormForward kernel, const char* op) {
   Tensor inp = tensor_arg(info, 0, format("%s: inp", op).c_str(), DType::F32);

@@ -150,14 +150,17 @@ void DeviceBlock::reset() {
 }
 
 uint64_t physical_memory_bytes() {
+  static const uint64_t bytes = [] {  // asked once: every native result tensor checks its size against it
 #ifdef _WIN32
-  MEMORYSTATUSEX status;
-  status.dwLength = sizeof(status);
-  return GlobalMemoryStatusEx(&status) ? uint64_t(status.ullTotalPhys) : 0;
+    MEMORYSTATUSEX status;
+    status.dwLength = sizeof(status);
+    return GlobalMemoryStatusEx(&status) ? uint64_t(status.ullTotalPhys) : uint64_t(0);
 #else
-  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : 0;
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : uint64_t(0);
 #endif
+  }();
+  return bytes;
 }
 
 }  // namespace dbcore

@@ -5,8 +5,6 @@
 // stage 2: thread (v, c) adds its chunks in order, in double, and adds the total to dst_v[c] (skipped when null).
 // Term is a device functor: term(m, c, acc) adds its kValues values of row m, column c to acc[0..kValues).
 #pragma once
-#include <algorithm>
-
 #include "common.cuh"
 #include "cuda_backend.h"
 
